@@ -1,0 +1,27 @@
+"""tf_gradual_prune: prune recurrent networks during training (Keras 3).
+
+The rule of Narang et al., "Exploring Sparsity in Recurrent Neural Networks"
+(ICLR 2017): a magnitude threshold that ramps up in two linear phases, masks
+that only grow, every weight below the threshold zeroed.
+"""
+
+from tf_gradual_prune.callbacks import GradualPruning
+from tf_gradual_prune.masking import KINDS
+from tf_gradual_prune.masking import PrunableWeight
+from tf_gradual_prune.masking import SparsityTable
+from tf_gradual_prune.masking import find_prunable_weights
+from tf_gradual_prune.masking import sparsity_table
+from tf_gradual_prune.schedules import RampedThresholdSchedule
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GradualPruning",
+    "KINDS",
+    "PrunableWeight",
+    "RampedThresholdSchedule",
+    "SparsityTable",
+    "find_prunable_weights",
+    "sparsity_table",
+    "__version__",
+]

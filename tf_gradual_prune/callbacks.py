@@ -1,0 +1,383 @@
+"""The pruning callback: gradual magnitude pruning during `model.fit`."""
+
+import copy
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_gradual_prune import masking
+from tf_gradual_prune.schedules import RampedThresholdSchedule
+
+
+def _check_schedule(schedule, where):
+    if isinstance(schedule, RampedThresholdSchedule) or callable(schedule):
+        return schedule
+    raise TypeError(
+        f"{where} must be a `RampedThresholdSchedule` or a sparsity schedule "
+        "called as `schedule(step) -> (should_prune, sparsity)` (e.g. tfmot's "
+        f"`PolynomialDecay`). Received: {schedule!r} "
+        f"(of type {type(schedule).__name__})"
+    )
+
+
+class _Group:
+    """Run state of one schedule and the matrices it prunes."""
+
+    def __init__(self, schedule, items):
+        self.schedule = schedule
+        self.items = items
+        self.by_threshold = isinstance(schedule, RampedThresholdSchedule)
+        self.masks = [
+            tf.Variable(
+                tf.ones(item.variable.shape, tf.bool),
+                trainable=False,
+                name="mask",
+            )
+            for item in items
+        ]
+        self.slopes = None  # per-matrix (θ, φ) once calibrated
+        self.thresholds = np.zeros(len(items))
+        self.zeros = np.zeros(len(items), dtype=np.int64)
+        variables = [item.variable for item in items]
+        masks = self.masks
+
+        @tf.function(autograph=False)
+        def prune_below(thresholds):
+            zeros = []
+            for i, (w, m) in enumerate(zip(variables, masks)):
+                keep = tf.logical_and(m, tf.abs(w) >= thresholds[i])
+                m.assign(keep)
+                w.assign(tf.where(keep, w, tf.zeros_like(w)))
+                zeros.append(tf.size(keep) - tf.math.count_nonzero(keep, dtype=tf.int32))
+            return tf.stack(zeros)
+
+        @tf.function(autograph=False)
+        def prune_fraction(sparsity):
+            zeros, cuts = [], []
+            for w, m in zip(variables, masks):
+                size = tf.size(w)
+                flat_w = tf.reshape(w, [-1])
+                flat_m = tf.reshape(m, [-1])
+                # Already-pruned weights sort first, so masks stay monotone.
+                score = tf.where(flat_m, tf.abs(flat_w), -tf.ones_like(flat_w))
+                kept = tf.cast(
+                    tf.round(tf.cast(size, tf.float32) * (1.0 - sparsity)),
+                    tf.int32,
+                )
+                pruned_before = size - tf.math.count_nonzero(flat_m, dtype=tf.int32)
+                n_prune = tf.maximum(size - kept, pruned_before)
+                order = tf.argsort(score, stable=True)[:n_prune]
+                keep = tf.tensor_scatter_nd_update(
+                    tf.ones([size], tf.bool),
+                    order[:, None],
+                    tf.zeros([n_prune], tf.bool),
+                )
+                keep = tf.reshape(keep, tf.shape(w))
+                m.assign(keep)
+                w.assign(tf.where(keep, w, tf.zeros_like(w)))
+                zeros.append(n_prune)
+                cuts.append(
+                    tf.reduce_max(
+                        tf.concat([tf.gather(score, order), [0.0]], axis=0)
+                    )
+                )
+            return tf.stack(zeros), tf.stack(cuts)
+
+        self.prune_below = prune_below
+        self.prune_fraction = prune_fraction
+
+    def restore_masks(self):
+        """Masks from the weights: a zero weight counts as pruned."""
+        for item, m in zip(self.items, self.masks):
+            m.assign(tf.not_equal(item.variable, 0))
+        self.zeros = np.array(
+            [int(tf.size(m)) - int(tf.math.count_nonzero(m)) for m in self.masks]
+        )
+
+    def calibrate(self):
+        slopes = []
+        for item in self.items:
+            values = keras.ops.convert_to_numpy(item.variable)
+            try:
+                slopes.append(self.schedule.calibrate(values))
+            except ValueError as error:
+                raise ValueError(
+                    f"Cannot calibrate the threshold of weight {item.name!r}: "
+                    f"{error}"
+                ) from None
+        self.slopes = slopes
+
+    def advance(self, step, previous):
+        """Updates masks for the steps in (previous, step]; True if it did."""
+        schedule = self.schedule
+        if not self.by_threshold:
+            should_prune, sparsity = schedule(tf.constant(step, tf.int64))
+            if not bool(should_prune):
+                return False
+            zeros, cuts = self.prune_fraction(tf.cast(sparsity, tf.float32))
+            self.zeros, self.thresholds = zeros.numpy(), cuts.numpy()
+            return True
+        if schedule.calibrated and self.slopes is None:
+            if step < schedule.begin_step:
+                return False
+            self.calibrate()
+        last = min(step, schedule.end_step - 1)
+        last -= last % schedule.frequency
+        if not (last > schedule.begin_step and last > previous):
+            return False
+        if schedule.calibrated:
+            thresholds = [schedule.threshold(step, *s) for s in self.slopes]
+        else:
+            thresholds = [schedule.threshold(step)] * len(self.items)
+        self.thresholds = np.asarray(thresholds)
+        self.zeros = self.prune_below(
+            tf.constant(thresholds, tf.float32)
+        ).numpy()
+        return True
+
+
+class GradualPruning(keras.callbacks.Callback):
+    """Prunes weights gradually during `fit`, by a rising magnitude threshold.
+
+    The rule of Narang et al., "Exploring Sparsity in Recurrent Neural
+    Networks" (ICLR 2017): every matrix has a binary mask; at the update
+    steps of the schedule, `mask = mask AND (|W| >= threshold)`, and after
+    every optimizer step `W = W * mask`, so pruned weights stay exactly zero
+    whatever the optimizer's momentum does. Masks only lose ones.
+
+    By default every recurrent weight matrix is pruned: the input `kernel`
+    and the `recurrent_kernel` of LSTM, GRU and SimpleRNN layers and cells,
+    inside `Bidirectional` (both directions), `keras.layers.RNN(cell)`,
+    `StackedRNNCells` and nested models. Biases are never pruned.
+
+    The step is the optimizer's iteration counter (`optimizer.iterations`,
+    the number of optimizer steps taken), so a model saved and reloaded
+    mid-ramp continues the schedule. After the optimizer step that brings
+    it to `t`, the schedule is asked about step `t`.
+
+    Two kinds of schedule are accepted:
+
+    - `RampedThresholdSchedule`: the paper's magnitude threshold, with
+      explicit slopes or calibrated per matrix to a target sparsity.
+    - a sparsity schedule with tfmot's calling convention,
+      `schedule(step) -> (should_prune, sparsity)`, such as tfmot's own
+      `PolynomialDecay` (Zhu & Gupta's AGP) or `ConstantSparsity`: at each
+      step it says so, the smallest-magnitude weights of each matrix are
+      pruned until `sparsity` of it is zero (masks still only lose ones).
+
+    Two values are added to the logs that Keras shows and `History`
+    records: `sparsity`, the pruned share of all selected weights, and
+    `threshold`, the mean over matrices of the magnitude threshold in force
+    (for sparsity schedules: the largest magnitude pruned at the last
+    update). With `log_dir`, per-matrix sparsity and threshold are written
+    for TensorBoard at every mask update.
+
+    Args:
+        schedule: A schedule (see above), or a dict mapping weight kinds
+            (`"recurrent"`, `"dense"`, `"conv"`, `"embedding"`) to
+            schedules, so that different groups follow different schedules
+            in one `fit` (the paper tuned recurrent and fully connected
+            layers separately).
+        weights: String, list of strings or `None`. The kinds of matrix
+            the single `schedule` prunes: any of `"recurrent"`, `"dense"`,
+            `"conv"`, `"embedding"`, or `"all"`. `None` means
+            `"recurrent"`. Not allowed with a dict `schedule` (its keys
+            choose). Defaults to `None`.
+        layers: List of layer names or layers, or `None`. Restricts pruning
+            to matrices inside these layers. Defaults to `None`.
+        log_dir: String or `None`. Folder for TensorBoard summaries.
+            Defaults to `None`.
+
+    Raises:
+        TypeError: if a schedule is neither kind.
+        ValueError: if `weights` names an unknown kind or is combined with
+            a dict `schedule`; when training starts, if the selection
+            matches no weight of the model.
+
+    Example:
+
+    ```python
+    schedule = tf_gradual_prune.RampedThresholdSchedule.for_training(
+        epochs=20, steps_per_epoch=len(train_ds), target_sparsity=0.9)
+    pruning = tf_gradual_prune.GradualPruning(schedule)
+    history = model.fit(train_ds, epochs=20, callbacks=[pruning])
+    print(history.history["sparsity"][-1])
+    print(tf_gradual_prune.sparsity_table(model))
+    ```
+    """
+
+    def __init__(self, schedule, weights=None, layers=None, log_dir=None):
+        super().__init__()
+        if isinstance(schedule, dict):
+            if weights is not None:
+                raise ValueError(
+                    "With a dict `schedule` its keys choose the weights; "
+                    f"leave `weights` unset. Received: weights={weights!r}, "
+                    f"schedule keys={sorted(schedule)}"
+                )
+            if not schedule:
+                raise ValueError(
+                    "`schedule` is an empty dict. Received: schedule={}"
+                )
+            for kind, each in schedule.items():
+                masking._normalise_kinds(kind)
+                _check_schedule(each, f"`schedule[{kind!r}]`")
+        else:
+            _check_schedule(schedule, "`schedule`")
+            masking._normalise_kinds(weights)
+        if log_dir is not None and not isinstance(log_dir, str):
+            raise TypeError(
+                f"`log_dir` must be a string or None. Received: "
+                f"log_dir={log_dir!r}"
+            )
+        self.schedule = schedule
+        self.weights = weights
+        self.layers = layers
+        self.log_dir = log_dir
+        self._groups = None
+        self._model_seen = None
+        self._writer = None
+
+    def _group_specs(self):
+        if isinstance(self.schedule, dict):
+            return list(self.schedule.items())
+        return [(self.weights, self.schedule)]
+
+    @property
+    def groups(self):
+        """`(schedule, [PrunableWeight, ...])` per group of the last run."""
+        return [(g.schedule, g.items) for g in self._groups or []]
+
+    def _step(self):
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def on_train_begin(self, logs=None):
+        step = self._step()
+        if self._model_seen is not self.model:
+            # A new model: select its weights and start fresh. The same
+            # model again (a second `fit`) keeps masks and calibration.
+            self._groups = [
+                _Group(
+                    schedule,
+                    masking.find_prunable_weights(
+                        self.model, weights=kinds, layers=self.layers
+                    ),
+                )
+                for kinds, schedule in self._group_specs()
+            ]
+            self._check_overlap()
+            self._model_seen = self.model
+            for group in self._groups:
+                begin = getattr(group.schedule, "begin_step", 0)
+                if step > begin:
+                    # Resumed mid-pruning: zeros in the weights are the mask.
+                    group.restore_masks()
+                    if group.by_threshold and group.schedule.calibrated:
+                        warnings.warn(
+                            f"Training starts at step {step}, after "
+                            f"begin_step={begin}: the slopes are calibrated "
+                            "now, on weights that may already be pruned.",
+                            stacklevel=2,
+                        )
+        spe = getattr(self.model, "steps_per_execution", 1) or 1
+        if spe != 1:
+            warnings.warn(
+                f"steps_per_execution={spe}: masks are re-applied after every "
+                f"{spe} optimizer steps only, and sparsity schedules are asked "
+                "about those steps only.",
+                stacklevel=2,
+            )
+        if self.log_dir is not None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        self._previous = step - 1
+        self._advance(step)
+
+    def _check_overlap(self):
+        seen = {}
+        for index, group in enumerate(self._groups):
+            for item in group.items:
+                if item.name in seen:
+                    raise ValueError(
+                        f"Weight {item.name!r} is selected by two schedules "
+                        f"(groups {seen[item.name]} and {index})."
+                    )
+                seen[item.name] = index
+
+    def _advance(self, step):
+        updated = False
+        for group in self._groups:
+            updated |= group.advance(step, self._previous)
+        if not updated:
+            self._apply_masks()
+        self._previous = step
+        if updated and self._writer is not None:
+            self._write_summaries(step)
+
+    def _apply_masks(self):
+        if not hasattr(self, "_apply_fn") or self._apply_for is not self._groups:
+            pairs = [
+                (item.variable, m)
+                for g in self._groups
+                for item, m in zip(g.items, g.masks)
+            ]
+
+            @tf.function(autograph=False)
+            def apply():
+                for w, m in pairs:
+                    w.assign(tf.where(m, w, tf.zeros_like(w)))
+
+            self._apply_fn, self._apply_for = apply, self._groups
+        self._apply_fn()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._advance(self._step())
+        if logs is not None:
+            logs.update(self._summary())
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs.update(self._summary())
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.flush()
+            self._writer.close()
+            self._writer = None
+
+    def _summary(self):
+        size = sum(
+            int(np.prod(item.variable.shape))
+            for g in self._groups
+            for item in g.items
+        )
+        zeros = sum(int(np.sum(g.zeros)) for g in self._groups)
+        thresholds = np.concatenate([g.thresholds for g in self._groups])
+        return {
+            "sparsity": zeros / size if size else 0.0,
+            "threshold": float(np.mean(thresholds)),
+        }
+
+    def _write_summaries(self, step):
+        with self._writer.as_default(step=step):
+            for group in self._groups:
+                for item, zeros, threshold in zip(
+                    group.items, group.zeros, group.thresholds
+                ):
+                    size = int(np.prod(item.variable.shape))
+                    tf.summary.scalar(f"sparsity/{item.name}", zeros / size)
+                    tf.summary.scalar(f"threshold/{item.name}", threshold)
+            for key, value in self._summary().items():
+                tf.summary.scalar(f"pruning/{key}", value)
+
+    def __deepcopy__(self, memo):
+        # Run state (masks, compiled functions) belongs to one model; a copy
+        # (keras-tuner makes one per trial) starts from the configuration.
+        return type(self)(
+            schedule=copy.deepcopy(self.schedule, memo),
+            weights=copy.deepcopy(self.weights, memo),
+            layers=self.layers,
+            log_dir=self.log_dir,
+        )
+

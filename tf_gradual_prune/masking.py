@@ -1,0 +1,307 @@
+"""Which weights of a Keras model are prunable, and how sparse they are."""
+
+import collections
+
+import keras
+import numpy as np
+
+#: The kinds of weight matrix that can be selected for pruning.
+KINDS = ("recurrent", "dense", "conv", "embedding")
+
+_CONV_LAYERS = (
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.Conv3D,
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+)
+
+PrunableWeight = collections.namedtuple(
+    "PrunableWeight", ["name", "variable", "kind", "layer"]
+)
+PrunableWeight.__doc__ = """One prunable weight matrix.
+
+Attributes:
+    name: String. The variable's path, e.g. `model/lstm/lstm_cell/kernel`.
+    variable: The `keras.Variable`.
+    kind: One of `KINDS`.
+    layer: The layer (or cell) that owns it.
+"""
+
+
+def _sublayers(layer):
+    """The layers directly inside `layer`, for the containers Keras has."""
+    if isinstance(layer, keras.Model):
+        return list(layer.layers)
+    if isinstance(layer, keras.layers.Bidirectional):
+        return [layer.forward_layer, layer.backward_layer]
+    if isinstance(layer, keras.layers.RNN):
+        return [layer.cell]
+    if isinstance(layer, keras.layers.StackedRNNCells):
+        return list(layer.cells)
+    if isinstance(layer, keras.layers.Wrapper):
+        return [layer.layer]
+    return []
+
+
+def _walk(layer, ancestors=()):
+    """Yields `(layer, ancestors)` for `layer` and everything inside it."""
+    yield layer, ancestors
+    for sub in _sublayers(layer):
+        yield from _walk(sub, ancestors + (layer,))
+
+
+def _own_matrices(layer):
+    """`(kind, variable)` for the prunable matrices `layer` itself owns."""
+    if hasattr(layer, "recurrent_kernel") and hasattr(layer, "kernel"):
+        # Any RNN cell (LSTM, GRU, SimpleRNN, ConvLSTM, custom ones that
+        # follow Keras' naming): input and recurrent kernels, never biases.
+        return [("recurrent", layer.kernel), ("recurrent", layer.recurrent_kernel)]
+    if isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense)):
+        return [("dense", layer.kernel)]
+    if isinstance(layer, _CONV_LAYERS):
+        return [("conv", layer.kernel)]
+    if isinstance(layer, keras.layers.Embedding):
+        return [("embedding", layer.embeddings)]
+    return []
+
+
+def _normalise_kinds(weights):
+    if weights is None:
+        return ("recurrent",)
+    if weights == "all":
+        return KINDS
+    kinds = (weights,) if isinstance(weights, str) else weights
+    try:
+        kinds = tuple(kinds)
+    except TypeError:
+        raise TypeError(
+            "`weights` must be a kind, a list of kinds or 'all'. "
+            f"Received: weights={weights!r}"
+        ) from None
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or not kinds:
+        raise ValueError(
+            f"`weights` must name kinds from {KINDS} or be 'all'. "
+            f"Received: weights={weights!r}"
+        )
+    return kinds
+
+
+def find_prunable_weights(model, weights=None, layers=None):
+    """The weight matrices of `model` that a pruning selection covers.
+
+    Walks into nested models, `Bidirectional` (both directions),
+    `keras.layers.RNN(cell)`, `StackedRNNCells` and other wrappers. Biases
+    and normalisation parameters are never selected.
+
+    Args:
+        model: A built `keras.Model` (or layer).
+        weights: String, list of strings or `None`. The kinds to select,
+            from `"recurrent"` (the input and recurrent kernels of every RNN
+            cell), `"dense"`, `"conv"` and `"embedding"`, or `"all"`.
+            `None` means `"recurrent"`. Defaults to `None`.
+        layers: List of layer names or layer objects, or `None`. Only
+            matrices inside these layers are selected (a `Bidirectional`
+            layer covers both directions). Defaults to `None` (all layers).
+
+    Returns:
+        A list of `PrunableWeight`, in the model's layer order, without
+        duplicates (a shared layer appears once).
+
+    Raises:
+        ValueError: if `weights` names an unknown kind, a name in `layers`
+            matches no layer, or the selection is empty.
+    """
+    kinds = _normalise_kinds(weights)
+    if not model.built:
+        raise ValueError(
+            f"The model must be built before pruning. Received: model "
+            f"{model.name!r} with built=False (call it on data or give it "
+            "an `Input`)."
+        )
+    walked = list(_walk(model))
+    wanted = None
+    if layers is not None:
+        if isinstance(layers, (str, keras.layers.Layer)):
+            layers = [layers]
+        by_name = {layer.name: layer for layer, _ in walked}
+        wanted = set()
+        for item in layers:
+            if isinstance(item, keras.layers.Layer):
+                if not any(item is layer for layer, _ in walked):
+                    raise ValueError(
+                        f"`layers` names a layer that is not in the model. "
+                        f"Received: layers item {item.name!r}"
+                    )
+                wanted.add(id(item))
+            elif isinstance(item, str):
+                if item not in by_name:
+                    raise ValueError(
+                        f"`layers` names a layer that is not in the model. "
+                        f"Received: {item!r}; the model has "
+                        f"{sorted(by_name)}"
+                    )
+                wanted.add(id(by_name[item]))
+            else:
+                raise TypeError(
+                    "`layers` must hold layer names or layers. Received: "
+                    f"{item!r} (of type {type(item).__name__})"
+                )
+
+    selected, seen = [], set()
+    for layer, ancestors in walked:
+        if wanted is not None and not any(
+            id(a) in wanted for a in ancestors + (layer,)
+        ):
+            continue
+        for kind, variable in _own_matrices(layer):
+            if kind in kinds and id(variable) not in seen:
+                seen.add(id(variable))
+                selected.append(
+                    PrunableWeight(variable.path, variable, kind, layer)
+                )
+    if not selected:
+        raise ValueError(
+            "The selection matches no prunable weight in model "
+            f"{model.name!r}. Received: weights={weights!r}, "
+            f"layers={_layer_names(layers)}. The model has "
+            f"{_count_kinds(walked)}."
+        )
+    return selected
+
+
+def _layer_names(layers):
+    if layers is None:
+        return None
+    return [getattr(item, "name", item) for item in layers]
+
+
+def _count_kinds(walked):
+    counts = collections.Counter(
+        kind for layer, _ in walked for kind, _ in _own_matrices(layer)
+    )
+    if not counts:
+        return "no prunable matrices at all"
+    return ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
+
+
+class SparsityTable:
+    """Per-matrix sparsity of a model, printable as a table.
+
+    Attributes:
+        rows: List of dicts with keys `name`, `kind`, `shape`, `size`,
+            `zeros` and `sparsity`.
+    """
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    @property
+    def size(self):
+        """Number of weights in all rows."""
+        return sum(row["size"] for row in self.rows)
+
+    @property
+    def zeros(self):
+        """Number of weights that are exactly zero."""
+        return sum(row["zeros"] for row in self.rows)
+
+    @property
+    def sparsity(self):
+        """Share of all weights in the table that are exactly zero."""
+        return self.zeros / self.size if self.size else 0.0
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __getitem__(self, name):
+        for row in self.rows:
+            if row["name"] == name:
+                return row
+        raise KeyError(name)
+
+    def to_markdown(self):
+        lines = [
+            "| weight | kind | shape | size | zeros | sparsity |",
+            "|---|---|---|---:|---:|---:|",
+        ]
+        for row in self.rows + [self._total_row()]:
+            lines.append(
+                f"| {row['name']} | {row['kind']} | {row['shape']} | "
+                f"{row['size']:,} | {row['zeros']:,} | {row['sparsity']:.4f} |"
+            )
+        return "\n".join(lines)
+
+    def _total_row(self):
+        return {
+            "name": "total",
+            "kind": "",
+            "shape": "",
+            "size": self.size,
+            "zeros": self.zeros,
+            "sparsity": self.sparsity,
+        }
+
+    def __str__(self):
+        rows = self.rows + [self._total_row()]
+        cells = [
+            [
+                r["name"],
+                r["kind"],
+                str(r["shape"]),
+                f"{r['size']:,}",
+                f"{r['zeros']:,}",
+                f"{r['sparsity']:.4f}",
+            ]
+            for r in rows
+        ]
+        header = ["weight", "kind", "shape", "size", "zeros", "sparsity"]
+        widths = [max(len(x) for x in col) for col in zip(header, *cells)]
+        fmt = lambda row: "  ".join(  # noqa: E731
+            c.ljust(w) if i < 3 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths))
+        )
+        return "\n".join([fmt(header)] + [fmt(r) for r in cells])
+
+    __repr__ = __str__
+
+
+def sparsity_table(model, weights="all", layers=None):
+    """Per-matrix sparsity (share of exact zeros) of any model.
+
+    Args:
+        model: A built `keras.Model`.
+        weights: The kinds to report, as in `find_prunable_weights`.
+            Defaults to `"all"`.
+        layers: Restrict to these layers, as in `find_prunable_weights`.
+
+    Returns:
+        A `SparsityTable`; `str()` of it is an aligned table and
+        `.sparsity` the share of zeros over all reported weights.
+
+    Example:
+
+    ```python
+    print(tf_gradual_prune.sparsity_table(model))
+    ```
+    """
+    rows = []
+    for item in find_prunable_weights(model, weights=weights, layers=layers):
+        values = keras.ops.convert_to_numpy(item.variable)
+        zeros = int(np.count_nonzero(values == 0))
+        rows.append(
+            {
+                "name": item.name,
+                "kind": item.kind,
+                "shape": tuple(values.shape),
+                "size": int(values.size),
+                "zeros": zeros,
+                "sparsity": zeros / values.size if values.size else 0.0,
+            }
+        )
+    return SparsityTable(rows)

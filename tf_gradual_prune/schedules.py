@@ -1,0 +1,453 @@
+"""Threshold schedules for gradual pruning.
+
+The one schedule here is the ramped magnitude threshold of Narang et al.,
+"Exploring Sparsity in Recurrent Neural Networks" (ICLR 2017, arXiv:1704.05119),
+Algorithm 1. Sparsity-fraction schedules with tfmot's calling convention
+(`tfmot.sparsity.keras.PolynomialDecay`, `ConstantSparsity`, or any callable
+`step -> (should_prune, sparsity)`) are accepted by `GradualPruning` as they are.
+"""
+
+import math
+import numbers
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+# The paper's defaults for `RampedThresholdSchedule.for_training`.
+PAPER_RAMP_FRACTION = 0.25
+PAPER_END_FRACTION = 0.5
+PAPER_RAMP_SLOPE_RATIO = 1.5
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"`{name}` must be an integer. Received: {name}={value!r} "
+            f"(of type {type(value).__name__})"
+        )
+    if value < minimum:
+        raise ValueError(
+            f"`{name}` must be >= {minimum}. Received: {name}={value}"
+        )
+    return int(value)
+
+
+def _check_float(name, value, low, high=None, high_inclusive=False):
+    """Validates a real number in [low, high) (or [low, high])."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"`{name}` must be a number. Received: {name}={value!r} "
+            f"(of type {type(value).__name__})"
+        )
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"`{name}` must be finite. Received: {name}={value}")
+    too_high = high is not None and (
+        value > high if high_inclusive else value >= high
+    )
+    if value < low or too_high:
+        closing = "]" if high_inclusive else ")"
+        allowed = (
+            f">= {low}" if high is None else f"in [{low}, {high}{closing}"
+        )
+        raise ValueError(
+            f"`{name}` must be {allowed}. Received: {name}={value}"
+        )
+    return value
+
+
+@keras.saving.register_keras_serializable(package="tf_gradual_prune")
+class RampedThresholdSchedule:
+    """The ramped magnitude threshold of Narang et al. (ICLR 2017).
+
+    Every `frequency` optimizer steps strictly between `begin_step` and
+    `end_step`, weights whose magnitude is below the threshold `eps` are
+    pruned (for good: masks only lose ones). At an update step `t`:
+
+    ```
+    t <  ramp_step:  eps = θ * (t - begin_step + 1) / frequency
+    t >= ramp_step:  eps = (θ * (ramp_step - begin_step + 1)
+                            + φ * (t - ramp_step + 1)) / frequency
+    ```
+
+    with θ = `start_slope` and φ = `ramp_slope`. Between updates the
+    threshold of the most recent update stays in force; before the first
+    update it is 0 and after `end_step` it no longer changes.
+
+    The slopes are given either explicitly, or through `target_sparsity`:
+    then they are calibrated separately for each weight matrix when the
+    optimizer reaches `begin_step`, from the `target_sparsity`-quantile `q`
+    of that matrix's |W| (the paper's heuristic, generalised to any target
+    and to any ratio r = φ/θ):
+
+    ```
+    θ = q * frequency / ((ramp_step - begin_step) + r * (end_step - ramp_step))
+    φ = r * θ
+    ```
+
+    For r = 1.5 this is the paper's `θ = 2 q freq / (2 (ramp - begin) +
+    3 (end - ramp))`. The threshold then ends close to `q`: within one
+    update's increment (about `q / number_of_updates`). The sparsity reached
+    also depends on how the weights move while they are pruned: weights that
+    dip below a rising threshold once are gone, while the survivors tend to
+    grow. `benchmarks/calibration_bench.py` measures where it lands.
+
+    Calling the schedule follows tfmot's `PruningSchedule` convention:
+    `schedule(step)` returns a pair of tensors `(should_update, threshold)`.
+    Unlike tfmot's schedules, the second value is a magnitude threshold, not
+    a sparsity fraction; for a calibrated schedule it is relative, a multiple
+    of each matrix's quantile `q` (it reaches about 1 at `end_step`).
+
+    Args:
+        begin_step: Integer. The optimizer step after which the mask may
+            first change (the paper's `start_itr`). The calibration happens
+            at this step.
+        ramp_step: Integer. The step from which the threshold grows with
+            slope `ramp_slope` (`ramp_itr`). `begin_step <= ramp_step <=
+            end_step`.
+        end_step: Integer. The mask changes only at steps before this one
+            (`end_itr`); it is fixed afterwards.
+        frequency: Integer. The mask is updated at steps that are multiples
+            of `frequency` (`freq`). Defaults to `100`.
+        start_slope: Float or `None`. θ, the initial slope of the threshold.
+            Give it together with `ramp_slope` (or `ramp_slope_ratio`), or
+            give `target_sparsity` instead. Defaults to `None`.
+        ramp_slope: Float or `None`. φ, the slope after `ramp_step` (the
+            paper uses 1.5θ to 2θ). Defaults to `None`.
+        target_sparsity: Float in [0, 1) or `None`. Calibrate the slopes
+            per weight matrix so that about this share of it is pruned.
+            Defaults to `None`.
+        ramp_slope_ratio: Float > 0 or `None`. φ/θ, used with
+            `target_sparsity` or with `start_slope` alone. `None` means the
+            paper's 1.5. Defaults to `None`.
+
+    Raises:
+        ValueError: for steps out of order, a `frequency` with no update
+            step between `begin_step` and `end_step`, negative slopes, a
+            `target_sparsity` outside [0, 1), or a contradictory or missing
+            choice of slopes.
+        TypeError: for arguments of the wrong type.
+
+    Example:
+
+    ```python
+    schedule = tf_gradual_prune.RampedThresholdSchedule(
+        begin_step=200, ramp_step=500, end_step=1000, frequency=50,
+        target_sparsity=0.9)
+    model.fit(x, y, epochs=10,
+              callbacks=[tf_gradual_prune.GradualPruning(schedule)])
+    ```
+    """
+
+    def __init__(
+        self,
+        begin_step,
+        ramp_step,
+        end_step,
+        frequency=100,
+        start_slope=None,
+        ramp_slope=None,
+        target_sparsity=None,
+        ramp_slope_ratio=None,
+    ):
+        self.begin_step = _check_int("begin_step", begin_step, 0)
+        self.ramp_step = _check_int("ramp_step", ramp_step, 0)
+        self.end_step = _check_int("end_step", end_step, 0)
+        self.frequency = _check_int("frequency", frequency, 1)
+        if self.ramp_step < self.begin_step:
+            raise ValueError(
+                "`ramp_step` must be >= `begin_step`. Received: "
+                f"begin_step={begin_step}, ramp_step={ramp_step}"
+            )
+        if self.end_step < self.ramp_step or self.end_step <= self.begin_step:
+            raise ValueError(
+                "`end_step` must be >= `ramp_step` and > `begin_step`. "
+                f"Received: begin_step={begin_step}, ramp_step={ramp_step}, "
+                f"end_step={end_step}"
+            )
+        if self.last_update_step is None:
+            raise ValueError(
+                "No mask update would happen: no multiple of `frequency` lies "
+                "strictly between `begin_step` and `end_step`. Received: "
+                f"begin_step={begin_step}, end_step={end_step}, "
+                f"frequency={frequency}"
+            )
+        self.start_slope = _check_float("start_slope", start_slope, 0.0)
+        self.ramp_slope = _check_float("ramp_slope", ramp_slope, 0.0)
+        self.target_sparsity = _check_float(
+            "target_sparsity", target_sparsity, 0.0, 1.0
+        )
+        self.ramp_slope_ratio = _check_float(
+            "ramp_slope_ratio", ramp_slope_ratio, 0.0
+        )
+        if self.ramp_slope_ratio == 0.0:
+            raise ValueError(
+                "`ramp_slope_ratio` must be > 0. Received: ramp_slope_ratio=0.0"
+            )
+        self._check_slope_choice()
+
+    def _check_slope_choice(self):
+        slopes = (self.start_slope, self.ramp_slope)
+        received = (
+            f"Received: start_slope={self.start_slope}, "
+            f"ramp_slope={self.ramp_slope}, "
+            f"target_sparsity={self.target_sparsity}, "
+            f"ramp_slope_ratio={self.ramp_slope_ratio}"
+        )
+        if self.target_sparsity is not None:
+            if slopes != (None, None):
+                raise ValueError(
+                    "Give either `target_sparsity` or the slopes "
+                    f"(`start_slope`, `ramp_slope`), not both. {received}"
+                )
+            return
+        if self.start_slope is None:
+            raise ValueError(
+                "Give either `target_sparsity` or `start_slope` (with "
+                f"`ramp_slope` or `ramp_slope_ratio`). {received}"
+            )
+        if (self.ramp_slope is None) == (self.ramp_slope_ratio is None):
+            raise ValueError(
+                "With `start_slope`, give exactly one of `ramp_slope` and "
+                f"`ramp_slope_ratio`. {received}"
+            )
+
+    @classmethod
+    def for_training(
+        cls,
+        epochs,
+        steps_per_epoch,
+        target_sparsity=0.9,
+        frequency=100,
+        ramp_slope_ratio=None,
+    ):
+        """The paper's default timing for a run of known length.
+
+        Pruning begins at the start of the second epoch, the ramp at 25% and
+        the end at 50% of all optimizer steps. If the run is too short for
+        the paper's `frequency` of 100, use a smaller one.
+
+        Args:
+            epochs: Integer >= 2. Planned number of epochs.
+            steps_per_epoch: Integer >= 1. Optimizer steps per epoch.
+            target_sparsity: Float in [0, 1). Defaults to `0.9`.
+            frequency: Integer >= 1. Defaults to `100`.
+            ramp_slope_ratio: Float > 0 or `None` (the paper's 1.5).
+                Defaults to `None`.
+
+        Returns:
+            A calibrated `RampedThresholdSchedule`.
+
+        Raises:
+            ValueError: if the first epoch already reaches 25% of the
+                training, or if no update step falls in the window.
+        """
+        epochs = _check_int("epochs", epochs, 2)
+        steps_per_epoch = _check_int("steps_per_epoch", steps_per_epoch, 1)
+        total = epochs * steps_per_epoch
+        ramp_step = int(round(PAPER_RAMP_FRACTION * total))
+        if steps_per_epoch > ramp_step:
+            raise ValueError(
+                "The paper's timing begins pruning at the second epoch and "
+                "ramps at 25% of training, so it needs at least 4 epochs. "
+                f"Received: epochs={epochs}, steps_per_epoch={steps_per_epoch}"
+            )
+        return cls(
+            begin_step=steps_per_epoch,
+            ramp_step=ramp_step,
+            end_step=int(round(PAPER_END_FRACTION * total)),
+            frequency=frequency,
+            target_sparsity=target_sparsity,
+            ramp_slope_ratio=ramp_slope_ratio,
+        )
+
+    @property
+    def calibrated(self):
+        """Whether the slopes are calibrated per matrix from `target_sparsity`."""
+        return self.target_sparsity is not None
+
+    @property
+    def ratio(self):
+        """φ/θ in force for calibration or for `start_slope` alone."""
+        if self.ramp_slope_ratio is None:
+            return PAPER_RAMP_SLOPE_RATIO
+        return self.ramp_slope_ratio
+
+    @property
+    def last_update_step(self):
+        """The last step at which the mask changes, or `None` if none does."""
+        last = (self.end_step - 1) // self.frequency * self.frequency
+        return last if last > self.begin_step else None
+
+    def is_update_step(self, step):
+        """Whether the mask is updated after optimizer step `step`."""
+        return (
+            self.begin_step < step < self.end_step
+            and step % self.frequency == 0
+        )
+
+    def slopes(self, quantile=None):
+        """The slopes (θ, φ) in force for one weight matrix.
+
+        Args:
+            quantile: Float. The matrix's `target_sparsity`-quantile of |W|;
+                required for a calibrated schedule, not allowed otherwise.
+
+        Returns:
+            A tuple of floats `(start_slope, ramp_slope)`.
+        """
+        if not self.calibrated:
+            if quantile is not None:
+                raise ValueError(
+                    "This schedule has explicit slopes; `quantile` is only "
+                    "for schedules with `target_sparsity`. Received: "
+                    f"quantile={quantile}"
+                )
+            ramp_slope = self.ramp_slope
+            if ramp_slope is None:
+                ramp_slope = self.ratio * self.start_slope
+            return self.start_slope, ramp_slope
+        quantile = _check_float("quantile", quantile, 0.0)
+        if quantile is None:
+            raise ValueError(
+                "A schedule with `target_sparsity` needs the matrix's "
+                "`quantile` to compute its slopes. Received: quantile=None"
+            )
+        span = (self.ramp_step - self.begin_step) + self.ratio * (
+            self.end_step - self.ramp_step
+        )
+        start_slope = quantile * self.frequency / span
+        return start_slope, self.ratio * start_slope
+
+    def calibrate(self, weights):
+        """Slopes (θ, φ) for `weights`, from the quantile of its |W|.
+
+        Args:
+            weights: Array-like. The weight matrix at `begin_step`.
+
+        Returns:
+            A tuple of floats `(start_slope, ramp_slope)`.
+
+        Raises:
+            ValueError: if the schedule has explicit slopes, or `weights` is
+                empty or holds NaN or Inf.
+        """
+        if not self.calibrated:
+            raise ValueError(
+                "Only a schedule with `target_sparsity` is calibrated. "
+                f"Received: target_sparsity={self.target_sparsity}"
+            )
+        magnitudes = np.abs(np.asarray(weights, dtype=np.float64)).ravel()
+        if magnitudes.size == 0 or not np.all(np.isfinite(magnitudes)):
+            raise ValueError(
+                "Cannot calibrate on empty or non-finite weights. Received "
+                f"{magnitudes.size} values, "
+                f"{int(np.sum(~np.isfinite(magnitudes)))} of them NaN or Inf."
+            )
+        return self.slopes(float(np.quantile(magnitudes, self.target_sparsity)))
+
+    def _unit_threshold(self, step, start_slope, ramp_slope):
+        """The threshold in force after `step` (floats, the formula)."""
+        if step <= self.begin_step:
+            return 0.0
+        last = min(step, self.end_step - 1) // self.frequency * self.frequency
+        if last <= self.begin_step:
+            return 0.0
+        if last < self.ramp_step:
+            return start_slope * (last - self.begin_step + 1) / self.frequency
+        return (
+            start_slope * (self.ramp_step - self.begin_step + 1)
+            + ramp_slope * (last - self.ramp_step + 1)
+        ) / self.frequency
+
+    def threshold(self, step, start_slope=None, ramp_slope=None):
+        """The magnitude threshold in force after optimizer step `step`.
+
+        Args:
+            step: Integer >= 0. The optimizer's iteration count.
+            start_slope, ramp_slope: Floats. A matrix's calibrated slopes
+                (from `calibrate`); required for a calibrated schedule, not
+                allowed otherwise.
+
+        Returns:
+            A float: 0 before the first update, the value computed at the
+            most recent update step otherwise.
+        """
+        step = _check_int("step", step, 0)
+        given = (start_slope, ramp_slope)
+        if self.calibrated and None in given:
+            raise ValueError(
+                "A schedule with `target_sparsity` has a threshold per weight "
+                "matrix: pass that matrix's `start_slope` and `ramp_slope` "
+                f"(see `calibrate`). Received: start_slope={start_slope}, "
+                f"ramp_slope={ramp_slope}"
+            )
+        if not self.calibrated:
+            if given != (None, None):
+                raise ValueError(
+                    "This schedule has its own slopes; do not pass "
+                    f"others. Received: start_slope={start_slope}, "
+                    f"ramp_slope={ramp_slope}"
+                )
+            start_slope, ramp_slope = self.slopes()
+        return self._unit_threshold(step, start_slope, ramp_slope)
+
+    def __call__(self, step):
+        """tfmot-style call: `(should_update, threshold)` as tensors.
+
+        For a calibrated schedule the threshold is relative to each matrix's
+        calibration quantile `q` (multiply by `q` for the magnitude).
+        """
+        step = tf.cast(step, tf.int64)
+        should_update = tf.logical_and(
+            tf.logical_and(step > self.begin_step, step < self.end_step),
+            tf.equal(step % self.frequency, 0),
+        )
+        slopes = self.slopes(1.0) if self.calibrated else self.slopes()
+        last = (
+            tf.minimum(step, self.end_step - 1)
+            // self.frequency
+            * self.frequency
+        )
+        last_f = tf.cast(last, tf.float64)
+        ramped = tf.where(
+            last < self.ramp_step,
+            slopes[0] * (last_f - self.begin_step + 1),
+            slopes[0] * (self.ramp_step - self.begin_step + 1)
+            + slopes[1] * (last_f - self.ramp_step + 1),
+        ) / self.frequency
+        threshold = tf.where(last > self.begin_step, ramped, 0.0)
+        return should_update, tf.cast(threshold, tf.float32)
+
+    def get_config(self):
+        return {
+            "begin_step": self.begin_step,
+            "ramp_step": self.ramp_step,
+            "end_step": self.end_step,
+            "frequency": self.frequency,
+            "start_slope": self.start_slope,
+            "ramp_slope": self.ramp_slope,
+            "target_sparsity": self.target_sparsity,
+            "ramp_slope_ratio": self.ramp_slope_ratio,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and (
+            self.get_config() == other.get_config()
+        )
+
+    def __hash__(self):
+        return hash(tuple(sorted(self.get_config().items())))
+
+    def __repr__(self):
+        args = ", ".join(
+            f"{k}={v!r}" for k, v in self.get_config().items() if v is not None
+        )
+        return f"{type(self).__name__}({args})"
