@@ -109,6 +109,21 @@ class _Group:
                 ) from None
         self.slopes = slopes
 
+    def _tracked_thresholds(self, step):
+        # The ramp's shape, scaled so that its last update lands on the
+        # target quantile of each matrix as it is now (zeros included).
+        schedule = self.schedule
+        unit = schedule.slopes(1.0)
+        fraction = schedule.threshold(step, *unit) / schedule.threshold(
+            schedule.last_update_step, *unit
+        )
+        thresholds = []
+        for item, previous in zip(self.items, self.thresholds):
+            values = np.abs(keras.ops.convert_to_numpy(item.variable))
+            quantile = float(np.quantile(values, schedule.target_sparsity))
+            thresholds.append(max(previous, fraction * quantile))
+        return thresholds
+
     def advance(self, step, previous):
         """Updates masks for the steps in (previous, step]; True if it did."""
         schedule = self.schedule
@@ -127,7 +142,9 @@ class _Group:
         last -= last % schedule.frequency
         if not (last > schedule.begin_step and last > previous):
             return False
-        if schedule.calibrated:
+        if schedule.calibrated and schedule.calibration_mode == "track":
+            thresholds = self._tracked_thresholds(step)
+        elif schedule.calibrated:
             thresholds = [schedule.threshold(step, *s) for s in self.slopes]
         else:
             thresholds = [schedule.threshold(step)] * len(self.items)

@@ -19,6 +19,9 @@ PAPER_RAMP_FRACTION = 0.25
 PAPER_END_FRACTION = 0.5
 PAPER_RAMP_SLOPE_RATIO = 1.5
 
+#: How a schedule with `target_sparsity` sets its per-matrix slopes.
+CALIBRATIONS = ("begin", "track")
+
 
 def _check_int(name, value, minimum):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -152,6 +155,7 @@ class RampedThresholdSchedule:
         ramp_slope=None,
         target_sparsity=None,
         ramp_slope_ratio=None,
+        calibration=None,
     ):
         self.begin_step = _check_int("begin_step", begin_step, 0)
         self.ramp_step = _check_int("ramp_step", ramp_step, 0)
@@ -188,6 +192,17 @@ class RampedThresholdSchedule:
                 "`ramp_slope_ratio` must be > 0. Received: ramp_slope_ratio=0.0"
             )
         self._check_slope_choice()
+        if calibration is not None and calibration not in CALIBRATIONS:
+            raise ValueError(
+                f"`calibration` must be one of {CALIBRATIONS} or None. "
+                f"Received: calibration={calibration!r}"
+            )
+        if calibration is not None and self.target_sparsity is None:
+            raise ValueError(
+                "`calibration` applies only with `target_sparsity`. Received: "
+                f"calibration={calibration!r}, target_sparsity=None"
+            )
+        self.calibration = calibration
 
     def _check_slope_choice(self):
         slopes = (self.start_slope, self.ramp_slope)
@@ -223,6 +238,7 @@ class RampedThresholdSchedule:
         target_sparsity=0.9,
         frequency=100,
         ramp_slope_ratio=None,
+        calibration=None,
     ):
         """The paper's default timing for a run of known length.
 
@@ -237,6 +253,8 @@ class RampedThresholdSchedule:
             frequency: Integer >= 1. Defaults to `100`.
             ramp_slope_ratio: Float > 0 or `None` (the paper's 1.5).
                 Defaults to `None`.
+            calibration: `"begin"`, `"track"` or `None` (`"track"`); see
+                the class. Defaults to `None`.
 
         Returns:
             A calibrated `RampedThresholdSchedule`.
@@ -262,12 +280,20 @@ class RampedThresholdSchedule:
             frequency=frequency,
             target_sparsity=target_sparsity,
             ramp_slope_ratio=ramp_slope_ratio,
+            calibration=calibration,
         )
 
     @property
     def calibrated(self):
         """Whether the slopes are calibrated per matrix from `target_sparsity`."""
         return self.target_sparsity is not None
+
+    @property
+    def calibration_mode(self):
+        """`"begin"` or `"track"` for a calibrated schedule, else `None`."""
+        if not self.calibrated:
+            return None
+        return self.calibration or "track"
 
     @property
     def ratio(self):
@@ -432,6 +458,7 @@ class RampedThresholdSchedule:
             "ramp_slope": self.ramp_slope,
             "target_sparsity": self.target_sparsity,
             "ramp_slope_ratio": self.ramp_slope_ratio,
+            "calibration": self.calibration,
         }
 
     @classmethod
