@@ -96,18 +96,20 @@ class _Group:
             [int(tf.size(m)) - int(tf.math.count_nonzero(m)) for m in self.masks]
         )
 
+    def _magnitudes(self, item):
+        values = np.abs(keras.ops.convert_to_numpy(item.variable))
+        if not np.all(np.isfinite(values)):
+            raise ValueError(
+                f"Weight {item.name!r} holds {int(np.sum(~np.isfinite(values)))} "
+                "NaN or Inf values; its pruning threshold cannot be "
+                "calibrated. Lower the learning rate or check the inputs."
+            )
+        return values
+
     def calibrate(self):
-        slopes = []
-        for item in self.items:
-            values = keras.ops.convert_to_numpy(item.variable)
-            try:
-                slopes.append(self.schedule.calibrate(values))
-            except ValueError as error:
-                raise ValueError(
-                    f"Cannot calibrate the threshold of weight {item.name!r}: "
-                    f"{error}"
-                ) from None
-        self.slopes = slopes
+        self.slopes = [
+            self.schedule.calibrate(self._magnitudes(item)) for item in self.items
+        ]
 
     def _tracked_thresholds(self, step):
         # The ramp's shape, scaled so that its last update lands on the
@@ -119,8 +121,9 @@ class _Group:
         )
         thresholds = []
         for item, previous in zip(self.items, self.thresholds):
-            values = np.abs(keras.ops.convert_to_numpy(item.variable))
-            quantile = float(np.quantile(values, schedule.target_sparsity))
+            quantile = float(
+                np.quantile(self._magnitudes(item), schedule.target_sparsity)
+            )
             thresholds.append(max(previous, fraction * quantile))
         return thresholds
 

@@ -1,0 +1,328 @@
+import copy
+import glob
+import os
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import compile_model
+from conftest import sequence_data
+from tf_gradual_prune import GradualPruning
+from tf_gradual_prune import RampedThresholdSchedule
+from tf_gradual_prune import find_prunable_weights
+from tf_gradual_prune import sparsity_table
+
+L = keras.layers
+
+# 96 samples, batch 8: 12 optimizer steps an epoch.
+X, Y = sequence_data()
+BATCH = 8
+STEPS_PER_EPOCH = 12
+
+
+def build(kind, units=8):
+    layers = {
+        "lstm": lambda: [L.LSTM(units)],
+        "gru": lambda: [L.GRU(units)],
+        "simple_rnn": lambda: [L.SimpleRNN(units)],
+        "bidirectional": lambda: [L.Bidirectional(L.LSTM(units))],
+        "stacked": lambda: [
+            L.RNN(L.StackedRNNCells([L.GRUCell(units), L.LSTMCell(units)]))
+        ],
+        "nested": lambda: [
+            keras.Sequential([keras.Input(X.shape[1:]), L.Bidirectional(L.GRU(units))])
+        ],
+    }[kind]()
+    model = keras.Sequential([keras.Input(X.shape[1:])] + layers + [L.Dense(3)])
+    return compile_model(model)
+
+
+KINDS = ["lstm", "gru", "simple_rnn", "bidirectional", "stacked", "nested"]
+
+
+def fit(model, callbacks, epochs, **kwargs):
+    return model.fit(
+        X, Y, batch_size=BATCH, epochs=epochs, shuffle=False, verbose=0,
+        callbacks=callbacks, **kwargs,
+    )
+
+
+def zero_masks(model, weights=None):
+    return {
+        item.name: keras.ops.convert_to_numpy(item.variable) == 0
+        for item in find_prunable_weights(model, weights=weights)
+    }
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_layer_kind_reaches_its_target(kind):
+    model = build(kind)
+    schedule = RampedThresholdSchedule(
+        begin_step=12, ramp_step=24, end_step=60, frequency=4, target_sparsity=0.8
+    )
+    history = fit(model, [GradualPruning(schedule)], epochs=6)
+    table = sparsity_table(model, weights="recurrent")
+    for row in table:
+        assert row["sparsity"] == pytest.approx(0.8, abs=0.02), row
+    assert history.history["sparsity"][-1] == pytest.approx(table.sparsity)
+    # The classifier head is not selected by default.
+    assert sparsity_table(model, weights="dense").sparsity == 0.0
+
+
+def reference_algorithm_1(model, theta, phi, begin, ramp, end, freq, epochs):
+    """An independent Algorithm 1: plain train_on_batch plus numpy masking."""
+    items = find_prunable_weights(model)
+    masks = [np.ones(item.variable.shape, bool) for item in items]
+    eps = 0.0
+    for _ in range(epochs):
+        for start in range(0, len(X), BATCH):
+            model.train_on_batch(X[start:start + BATCH], Y[start:start + BATCH])
+            t = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+            if begin < t < end and t % freq == 0:
+                if t < ramp:
+                    eps = theta * (t - begin + 1) / freq
+                else:
+                    eps = (theta * (ramp - begin + 1) + phi * (t - ramp + 1)) / freq
+                for i, item in enumerate(items):
+                    w = keras.ops.convert_to_numpy(item.variable)
+                    masks[i] &= np.abs(w) >= np.float32(eps)
+            for item, mask in zip(items, masks):
+                w = keras.ops.convert_to_numpy(item.variable)
+                item.variable.assign(np.where(mask, w, 0.0).astype(w.dtype))
+    return {item.name: ~mask for item, mask in zip(items, masks)}
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn", "bidirectional"])
+def test_masks_equal_an_independent_algorithm_1(kind):
+    theta, phi = 0.004, 0.007
+    args = dict(begin=6, ramp=20, end=40, freq=3)
+    model = build(kind)
+    twin = build(kind)
+    twin.set_weights(model.get_weights())
+    schedule = RampedThresholdSchedule(
+        args["begin"], args["ramp"], args["end"], args["freq"],
+        start_slope=theta, ramp_slope=phi,
+    )
+    fit(model, [GradualPruning(schedule)], epochs=4)
+    expected = reference_algorithm_1(twin, theta, phi, epochs=4, **args)
+    got = zero_masks(model)
+    assert len(got) == len(expected)
+    total = 0
+    for (name, mask), ref in zip(got.items(), expected.values()):
+        np.testing.assert_array_equal(mask, ref, err_msg=name)
+        total += mask.sum()
+    assert total > 0  # the test prunes something
+
+
+def test_masks_are_monotone_and_pruned_weights_stay_zero():
+    model = build("lstm")
+    schedule = RampedThresholdSchedule(
+        begin_step=6, ramp_step=18, end_step=36, frequency=2, target_sparsity=0.7
+    )
+    snapshots = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: snapshots.append(zero_masks(model))
+    )
+    # Adam's momentum keeps pushing pruned weights; the masks must hold.
+    fit(model, [GradualPruning(schedule), record], epochs=8)
+    for before, after in zip(snapshots, snapshots[1:]):
+        for name in before:
+            assert np.all(after[name][before[name]]), name
+    at_end = snapshots[36 - 1]
+    for name, mask in snapshots[-1].items():
+        np.testing.assert_array_equal(mask, at_end[name])
+
+
+def test_logs_and_history_record_sparsity_and_threshold():
+    model = build("gru")
+    schedule = RampedThresholdSchedule(
+        begin_step=6, ramp_step=12, end_step=30, frequency=3, start_slope=0.01,
+        ramp_slope=0.02,
+    )
+    batch_logs = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: batch_logs.append(dict(logs))
+    )
+    history = fit(model, [GradualPruning(schedule), record], epochs=3)
+    thresholds = history.history["threshold"]
+    assert thresholds == sorted(thresholds)
+    assert thresholds[-1] == pytest.approx(schedule.threshold(36))
+    for step, logs in enumerate(batch_logs, start=1):
+        assert logs["threshold"] == pytest.approx(schedule.threshold(step))
+    assert history.history["sparsity"][0] == 0.0 or schedule.threshold(12) > 0
+    assert history.history["sparsity"][-1] > 0
+
+
+@pytest.mark.parametrize("factory_name", ["PolynomialDecay", "ConstantSparsity"])
+def test_tfmot_sparsity_schedules_work_as_is(factory_name):
+    tfmot = pytest.importorskip("tensorflow_model_optimization")
+    sparsity = tfmot.sparsity.keras
+    schedule = {
+        "PolynomialDecay": lambda: sparsity.PolynomialDecay(
+            0.0, 0.75, begin_step=6, end_step=30, frequency=3
+        ),
+        "ConstantSparsity": lambda: sparsity.ConstantSparsity(
+            0.75, begin_step=6, frequency=3
+        ),
+    }[factory_name]()
+    model = build("bidirectional")
+    history = fit(model, [GradualPruning(schedule, weights="all")], epochs=4)
+    for row in sparsity_table(model):
+        kept = round(row["size"] * 0.25)
+        assert row["zeros"] == row["size"] - kept, row
+    assert history.history["sparsity"][-1] == pytest.approx(0.75, abs=0.01)
+
+
+def test_plain_callable_sparsity_schedule_and_monotone_fraction():
+    # A schedule that asks for less sparsity later: masks must not regrow.
+    def schedule(step):
+        step = int(step)
+        if step == 12:
+            return tf.constant(True), tf.constant(0.6)
+        if step == 24:
+            return tf.constant(True), tf.constant(0.3)
+        return tf.constant(False), tf.constant(0.0)
+
+    model = build("gru")
+    fit(model, [GradualPruning(schedule)], epochs=3)
+    for row in sparsity_table(model, weights="recurrent"):
+        assert row["zeros"] == row["size"] - round(row["size"] * 0.4)
+
+
+def test_dict_schedule_gives_groups_their_own_schedules():
+    model = build("lstm")
+    rnn = RampedThresholdSchedule(6, 12, 30, 3, target_sparsity=0.9)
+    head = RampedThresholdSchedule(6, 12, 30, 3, target_sparsity=0.5)
+    callback = GradualPruning({"recurrent": rnn, "dense": head})
+    fit(model, [callback], epochs=4)
+    assert sparsity_table(model, weights="recurrent").sparsity == pytest.approx(0.9, abs=0.02)
+    assert sparsity_table(model, weights="dense").sparsity == pytest.approx(0.5, abs=0.05)
+    assert [s for s, _ in callback.groups] == [rnn, head]
+
+
+def test_reuse_across_fit_calls_continues_the_schedule():
+    model = build("lstm")
+    schedule = RampedThresholdSchedule(6, 12, 42, 3, target_sparsity=0.8)
+    callback = GradualPruning(schedule)
+    fit(model, [callback], epochs=2)
+    first = sparsity_table(model, weights="recurrent").sparsity
+    assert 0 < first < 0.8
+    history = fit(model, [callback], epochs=2)
+    assert history.history["sparsity"][-1] == pytest.approx(0.8, abs=0.02)
+    # A new model with the same callback starts afresh.
+    other = build("gru")
+    fit(other, [callback], epochs=4)
+    assert sparsity_table(other, weights="recurrent").sparsity == pytest.approx(0.8, abs=0.02)
+
+
+def test_deepcopy_before_and_after_fit():
+    schedule = RampedThresholdSchedule(6, 12, 30, 3, target_sparsity=0.8)
+    callback = GradualPruning(schedule, weights="all")
+    fresh = copy.deepcopy(callback)
+    assert fresh is not callback and fresh.schedule == schedule
+    fit(build("gru"), [callback], epochs=1)
+    used = copy.deepcopy(callback)
+    assert used.weights == "all" and used.groups == []
+    model = build("gru")
+    fit(model, [used], epochs=3)
+    assert sparsity_table(model).sparsity == pytest.approx(0.8, abs=0.02)
+
+
+def test_resume_from_saved_model_continues_at_the_right_step(tmp_path):
+    schedule = RampedThresholdSchedule(
+        6, 12, 42, 3, start_slope=0.01, ramp_slope=0.02
+    )
+    model = build("lstm")
+    fit(model, [GradualPruning(schedule)], epochs=2)
+    saved = zero_masks(model)
+    assert any(mask.any() for mask in saved.values())
+    path = str(tmp_path / "mid.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert int(restored.optimizer.iterations) == 24
+    history = fit(restored, [GradualPruning(schedule)], epochs=2)
+    assert history.history["threshold"][-1] == pytest.approx(schedule.threshold(48))
+    after = zero_masks(restored)
+    assert len(after) == len(saved)
+    for mask, before in zip(after.values(), saved.values()):
+        assert np.all(mask[before])
+
+
+def test_tensorboard_summaries_per_matrix(tmp_path):
+    model = build("gru")
+    schedule = RampedThresholdSchedule(6, 12, 30, 3, target_sparsity=0.5)
+    fit(model, [GradualPruning(schedule, log_dir=str(tmp_path))], epochs=2)
+    files = glob.glob(os.path.join(str(tmp_path), "events.out.tfevents.*"))
+    assert files
+    tags = set()
+    for event in tf.compat.v1.train.summary_iterator(files[0]):
+        tags.update(value.tag for value in event.summary.value)
+    for item in find_prunable_weights(model):
+        assert f"sparsity/{item.name}" in tags
+        assert f"threshold/{item.name}" in tags
+    assert "pruning/sparsity" in tags
+
+
+def test_selection_that_matches_nothing_fails_at_train_begin():
+    model = compile_model(
+        keras.Sequential([keras.Input((4,)), L.Dense(3)])
+    )
+    schedule = RampedThresholdSchedule(1, 2, 10, 1, target_sparsity=0.5)
+    with pytest.raises(ValueError, match="matches no prunable weight"):
+        model.fit(
+            np.zeros((8, 4)), np.zeros(8), epochs=1, verbose=0,
+            callbacks=[GradualPruning(schedule)],
+        )
+
+
+def test_nan_weight_at_calibration_names_the_weight():
+    model = build("gru")
+    kernel = model.layers[0].cell.kernel
+    values = keras.ops.convert_to_numpy(kernel).copy()
+    values[0, 0] = np.nan
+    kernel.assign(values)
+    schedule = RampedThresholdSchedule(0, 2, 10, 1, target_sparsity=0.5)
+    with pytest.raises(ValueError, match=f"Weight '{kernel.path}' holds"):
+        fit(model, [GradualPruning(schedule)], epochs=1)
+
+
+def test_steps_per_execution_warns():
+    model = build("gru")
+    model.compile(
+        optimizer="adam",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        steps_per_execution=4,
+    )
+    schedule = RampedThresholdSchedule(4, 8, 30, 4, target_sparsity=0.5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(model, [GradualPruning(schedule)], epochs=2)
+    assert any("steps_per_execution=4" in str(w.message) for w in caught)
+    assert sparsity_table(model, weights="recurrent").sparsity > 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(schedule=0.9), TypeError, "Received: 0.9"),
+        (dict(schedule={"recurrent": "x"}), TypeError, r"`schedule\['recurrent'\]`"),
+        (dict(schedule={}), ValueError, "empty dict"),
+        (dict(schedule={"bias": None}), ValueError, "weights='bias'"),
+        (dict(weights="bias"), ValueError, "weights='bias'"),
+        (dict(log_dir=3), TypeError, "log_dir=3"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    schedule = RampedThresholdSchedule(1, 2, 10, 1, target_sparsity=0.5)
+    kwargs.setdefault("schedule", schedule)
+    with pytest.raises(error, match=match):
+        GradualPruning(**kwargs)
+
+
+def test_dict_schedule_with_weights_is_an_error():
+    schedule = RampedThresholdSchedule(1, 2, 10, 1, target_sparsity=0.5)
+    with pytest.raises(ValueError, match="weights='dense'"):
+        GradualPruning({"recurrent": schedule}, weights="dense")

@@ -1,0 +1,137 @@
+import keras
+import numpy as np
+import pytest
+
+from tf_gradual_prune import find_prunable_weights
+from tf_gradual_prune import sparsity_table
+
+L = keras.layers
+
+
+def build(*layers, shape=(5, 3)):
+    return keras.Sequential([keras.Input(shape)] + list(layers))
+
+
+# (model factory, number of recurrent matrices)
+RECURRENT_MODELS = {
+    "lstm": (lambda: build(L.LSTM(4), L.Dense(2)), 2),
+    "gru": (lambda: build(L.GRU(4), L.Dense(2)), 2),
+    "simple_rnn": (lambda: build(L.SimpleRNN(4), L.Dense(2)), 2),
+    "rnn_cell": (lambda: build(L.RNN(L.LSTMCell(4)), L.Dense(2)), 2),
+    "stacked_cells": (
+        lambda: build(
+            L.RNN(L.StackedRNNCells([L.GRUCell(4), L.SimpleRNNCell(3)])),
+            L.Dense(2),
+        ),
+        4,
+    ),
+    "bidirectional": (lambda: build(L.Bidirectional(L.LSTM(4)), L.Dense(2)), 4),
+    "stacked_layers": (
+        lambda: build(L.GRU(4, return_sequences=True), L.LSTM(4), L.Dense(2)),
+        4,
+    ),
+    "nested_model": (
+        lambda: build(build(L.Bidirectional(L.GRU(4)), shape=(5, 3)), L.Dense(2)),
+        4,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RECURRENT_MODELS))
+def test_default_selects_every_recurrent_kernel_and_no_bias(name):
+    factory, expected = RECURRENT_MODELS[name]
+    model = factory()
+    selected = find_prunable_weights(model)
+    assert len(selected) == expected
+    kernels = {id(v) for v in model.weights if v.name in ("kernel", "recurrent_kernel")}
+    for item in selected:
+        assert item.kind == "recurrent"
+        assert item.variable.name in ("kernel", "recurrent_kernel")
+        assert id(item.variable) in kernels
+        assert item.name == item.variable.path
+    assert len({item.name for item in selected}) == expected
+
+
+def test_bidirectional_covers_both_directions():
+    model = RECURRENT_MODELS["bidirectional"][0]()
+    names = [item.name for item in find_prunable_weights(model)]
+    assert sum("forward" in n for n in names) == 2
+    assert sum("backward" in n for n in names) == 2
+
+
+def test_kinds_and_all():
+    model = build(
+        L.Embedding(20, 3),
+        L.Conv1D(4, 2),
+        L.LSTM(4),
+        L.Dense(2),
+        shape=(5,),
+    )
+    kinds = [item.kind for item in find_prunable_weights(model, weights="all")]
+    assert kinds == ["embedding", "conv", "recurrent", "recurrent", "dense"]
+    dense_conv = find_prunable_weights(model, weights=["dense", "conv"])
+    assert [item.kind for item in dense_conv] == ["conv", "dense"]
+
+
+def test_layers_restricts_the_selection():
+    model = build(L.LSTM(4, return_sequences=True, name="first"), L.GRU(3, name="second"))
+    by_name = find_prunable_weights(model, layers=["second"])
+    assert [item.name.split("/")[1] for item in by_name] == ["second", "second"]
+    by_object = find_prunable_weights(model, layers=[model.layers[0]])
+    assert all("first" in item.name for item in by_object)
+
+
+def test_shared_layer_appears_once():
+    shared = L.Dense(3)
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, shared(shared(inputs)))
+    assert len(find_prunable_weights(model, weights="dense")) == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(weights="bias"), ValueError, "weights='bias'"),
+        (dict(weights=["recurrent", "norm"]), ValueError, "'norm'"),
+        (dict(weights=[]), ValueError, r"weights=\[\]"),
+        (dict(weights=3), TypeError, "weights=3"),
+        (dict(layers=["nope"]), ValueError, "Received: 'nope'; the model has"),
+        (dict(layers=[3]), TypeError, "Received: 3"),
+        (dict(weights="conv"), ValueError, "matches no prunable weight.*weights='conv'"),
+    ],
+)
+def test_selection_errors(kwargs, error, match):
+    model = build(L.LSTM(4), L.Dense(2))
+    with pytest.raises(error, match=match):
+        find_prunable_weights(model, **kwargs)
+
+
+def test_unbuilt_model_is_an_error():
+    with pytest.raises(ValueError, match="built=False"):
+        find_prunable_weights(keras.Sequential([L.LSTM(3)]))
+
+
+def test_layer_not_in_model_is_an_error():
+    model = build(L.LSTM(4))
+    with pytest.raises(ValueError, match="not in the model"):
+        find_prunable_weights(model, layers=[L.GRU(2)])
+
+
+def test_sparsity_table_counts_exact_zeros():
+    model = build(L.LSTM(4), L.Dense(2))
+    kernel = model.layers[0].cell.kernel
+    values = np.ones(kernel.shape, "float32")
+    values[0, :5] = 0.0
+    kernel.assign(values)
+    table = sparsity_table(model)
+    row = table[kernel.path]
+    assert row["zeros"] == 5
+    assert row["size"] == values.size
+    assert row["sparsity"] == pytest.approx(5 / values.size)
+    assert len(table) == 3
+    assert table.zeros >= 5
+    text = str(table)
+    assert "total" in text and kernel.path in text
+    assert table.to_markdown().startswith("| weight |")
+    with pytest.raises(KeyError):
+        table["missing"]

@@ -1,0 +1,256 @@
+import random
+
+import keras
+import numpy as np
+import pytest
+
+from tf_gradual_prune import RampedThresholdSchedule
+
+
+def reference_threshold(step, begin, ramp, end, freq, theta, phi):
+    """Algorithm 1 of Narang et al., written out step by step."""
+    eps = 0.0
+    for t in range(step + 1):
+        if begin < t < end and t % freq == 0:
+            if t < ramp:
+                eps = theta * (t - begin + 1) / freq
+            else:
+                eps = (theta * (ramp - begin + 1) + phi * (t - ramp + 1)) / freq
+    return eps
+
+
+def explicit(**overrides):
+    kwargs = dict(
+        begin_step=100,
+        ramp_step=400,
+        end_step=1000,
+        frequency=50,
+        start_slope=0.01,
+        ramp_slope=0.02,
+    )
+    kwargs.update(overrides)
+    return RampedThresholdSchedule(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "step, expected",
+    [
+        (0, 0.0),
+        (99, 0.0),
+        (100, 0.0),  # begin_step itself is not an update
+        (149, 0.0),
+        (150, 0.01 * 51 / 50),  # first update
+        (151, 0.01 * 51 / 50),  # held between updates
+        (250, 0.01 * 151 / 50),  # mid-ramp
+        (399, 0.01 * 251 / 50),
+        (400, (0.01 * 301 + 0.02 * 1) / 50),  # at ramp_step: second branch
+        (700, (0.01 * 301 + 0.02 * 301) / 50),
+        (950, (0.01 * 301 + 0.02 * 551) / 50),  # last update
+        (999, (0.01 * 301 + 0.02 * 551) / 50),
+        (1000, (0.01 * 301 + 0.02 * 551) / 50),  # end_step: no update
+        (5000, (0.01 * 301 + 0.02 * 551) / 50),  # constant after
+    ],
+)
+def test_threshold_closed_form_at_boundaries(step, expected):
+    assert explicit().threshold(step) == pytest.approx(expected, rel=1e-12)
+
+
+def test_threshold_matches_algorithm_1_at_random_settings():
+    rng = random.Random(7)
+    for _ in range(200):
+        begin = rng.randint(0, 300)
+        ramp = begin + rng.randint(0, 300)
+        end = ramp + rng.randint(1, 400)
+        freq = rng.randint(1, 60)
+        if not any(begin < t < end and t % freq == 0 for t in range(end)):
+            continue
+        theta, phi = rng.uniform(0, 0.1), rng.uniform(0, 0.2)
+        schedule = RampedThresholdSchedule(
+            begin, ramp, end, freq, start_slope=theta, ramp_slope=phi
+        )
+        for step in sorted({rng.randint(0, end + 50) for _ in range(8)}):
+            assert schedule.threshold(step) == pytest.approx(
+                reference_threshold(step, begin, ramp, end, freq, theta, phi),
+                rel=1e-12,
+                abs=1e-15,
+            )
+
+
+def test_updates_only_on_frequency_boundaries_inside_window():
+    schedule = explicit(begin_step=10, ramp_step=30, end_step=90, frequency=7)
+    previous = schedule.threshold(0)
+    for step in range(1, 120):
+        current = schedule.threshold(step)
+        expected_update = 10 < step < 90 and step % 7 == 0
+        assert schedule.is_update_step(step) == expected_update
+        assert (current != previous) == expected_update, step
+        assert current >= previous
+        previous = current
+    assert schedule.last_update_step == 84
+
+
+def test_call_follows_tfmot_convention():
+    schedule = explicit()
+    for step in [0, 100, 150, 151, 400, 950, 1000, 1200]:
+        should_update, threshold = schedule(step)
+        assert bool(should_update) == schedule.is_update_step(step)
+        assert float(threshold) == pytest.approx(schedule.threshold(step), rel=1e-6)
+
+
+def test_call_of_calibrated_schedule_is_relative_to_quantile():
+    begin_schedule = RampedThresholdSchedule(
+        100, 400, 1000, 50, target_sparsity=0.9, calibration="begin"
+    )
+    _, relative = begin_schedule(999)
+    theta, phi = begin_schedule.slopes(2.0)
+    assert float(relative) * 2.0 == pytest.approx(
+        begin_schedule.threshold(999, theta, phi), rel=1e-6
+    )
+    tracked = RampedThresholdSchedule(100, 400, 1000, 50, target_sparsity=0.9)
+    assert float(tracked(950)[1]) == pytest.approx(1.0)
+    assert 0.0 < float(tracked(500)[1]) < 1.0
+
+
+def test_ramp_slope_ratio_with_start_slope():
+    schedule = explicit(ramp_slope=None, ramp_slope_ratio=2.0)
+    assert schedule.slopes() == (0.01, 0.02)
+    assert schedule.threshold(700) == explicit().threshold(700)
+
+
+def test_calibration_is_the_paper_heuristic():
+    schedule = RampedThresholdSchedule(
+        100, 400, 1000, 50, target_sparsity=0.9, calibration="begin"
+    )
+    weights = np.random.default_rng(0).normal(size=(64, 32))
+    theta, phi = schedule.calibrate(weights)
+    q = np.quantile(np.abs(weights), 0.9)
+    assert theta == pytest.approx(2 * q * 50 / (2 * 300 + 3 * 600))
+    assert phi == pytest.approx(1.5 * theta)
+
+
+@pytest.mark.parametrize("target", [0.5, 0.8, 0.9, 0.95])
+@pytest.mark.parametrize("ratio", [1.5, 2.0])
+def test_calibrated_threshold_ends_near_the_quantile(target, ratio):
+    schedule = RampedThresholdSchedule(
+        100, 400, 1000, 50, target_sparsity=target, ramp_slope_ratio=ratio,
+        calibration="begin",
+    )
+    weights = np.random.default_rng(1).normal(size=(200, 100))
+    q = np.quantile(np.abs(weights), target)
+    final = schedule.threshold(2000, *schedule.calibrate(weights))
+    # The last update is at 950, not 1000, and Algorithm 1 counts steps
+    # inclusively: the documented gap between the final threshold and q.
+    expected = (301 + ratio * 551) / (300 + ratio * 600)
+    assert final / q == pytest.approx(expected)
+    assert 0.9 < final / q <= 1.0
+    reached = np.mean(np.abs(weights) < final)
+    assert target - 0.05 < reached <= target
+
+
+def test_for_training_applies_the_paper_defaults():
+    schedule = RampedThresholdSchedule.for_training(
+        epochs=20, steps_per_epoch=50, target_sparsity=0.8, frequency=10
+    )
+    assert schedule.begin_step == 50
+    assert schedule.ramp_step == 250
+    assert schedule.end_step == 500
+    assert schedule.target_sparsity == 0.8
+    assert schedule.ratio == 1.5
+
+
+def test_for_training_too_short_is_an_error():
+    with pytest.raises(ValueError, match="epochs=3, steps_per_epoch=10"):
+        RampedThresholdSchedule.for_training(epochs=3, steps_per_epoch=10)
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        explicit(),
+        explicit(ramp_slope=None, ramp_slope_ratio=1.8),
+        RampedThresholdSchedule(0, 10, 20, 5, target_sparsity=0.9),
+        RampedThresholdSchedule(
+            0, 0, 20, 1, target_sparsity=0.5, ramp_slope_ratio=2.0,
+            calibration="begin",
+        ),
+    ],
+)
+def test_serialisation_round_trip(schedule):
+    config = schedule.get_config()
+    assert RampedThresholdSchedule.from_config(config) == schedule
+    restored = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(schedule)
+    )
+    assert isinstance(restored, RampedThresholdSchedule)
+    assert restored.get_config() == config
+    for step in (0, 7, 15, 100):
+        assert float(restored(step)[1]) == float(schedule(step)[1])
+
+
+def test_get_config_is_exactly_the_constructor_arguments():
+    import inspect
+
+    params = inspect.signature(RampedThresholdSchedule.__init__).parameters
+    assert set(explicit().get_config()) == set(params) - {"self"}
+
+
+BASE = dict(begin_step=10, ramp_step=20, end_step=40, frequency=5)
+
+
+@pytest.mark.parametrize(
+    "overrides, error, match",
+    [
+        (dict(ramp_step=5, start_slope=1, ramp_slope=1), ValueError,
+         "`ramp_step` must be >= `begin_step`. Received: begin_step=10, ramp_step=5"),
+        (dict(end_step=15, start_slope=1, ramp_slope=1), ValueError,
+         "end_step=15"),
+        (dict(frequency=-1, start_slope=1, ramp_slope=1), ValueError,
+         "frequency=-1"),
+        (dict(frequency=0, start_slope=1, ramp_slope=1), ValueError,
+         "frequency=0"),
+        (dict(frequency=50, start_slope=1, ramp_slope=1), ValueError,
+         "No mask update would happen.*frequency=50"),
+        (dict(begin_step=-3, start_slope=1, ramp_slope=1), ValueError,
+         "begin_step=-3"),
+        (dict(frequency=2.5, start_slope=1, ramp_slope=1), TypeError,
+         "frequency=2.5"),
+        (dict(begin_step="10", start_slope=1, ramp_slope=1), TypeError,
+         "begin_step='10'"),
+        (dict(target_sparsity=1.0), ValueError, r"in \[0.0, 1.0\).*target_sparsity=1.0"),
+        (dict(target_sparsity=-0.1), ValueError, "target_sparsity=-0.1"),
+        (dict(target_sparsity=float("nan")), ValueError, "target_sparsity=nan"),
+        (dict(target_sparsity="0.9"), TypeError, "target_sparsity='0.9'"),
+        (dict(target_sparsity=0.9, start_slope=1, ramp_slope=1), ValueError,
+         "not both"),
+        (dict(), ValueError, "Give either `target_sparsity` or `start_slope`"),
+        (dict(start_slope=1), ValueError, "exactly one of `ramp_slope`"),
+        (dict(start_slope=1, ramp_slope=2, ramp_slope_ratio=2), ValueError,
+         "exactly one of `ramp_slope`"),
+        (dict(start_slope=-1, ramp_slope=1), ValueError, "start_slope=-1.0"),
+        (dict(target_sparsity=0.9, ramp_slope_ratio=0), ValueError,
+         "ramp_slope_ratio=0"),
+        (dict(target_sparsity=0.9, calibration="end"), ValueError,
+         "calibration='end'"),
+        (dict(start_slope=1, ramp_slope=1, calibration="begin"), ValueError,
+         "only with `target_sparsity`"),
+    ],
+)
+def test_bad_arguments(overrides, error, match):
+    kwargs = dict(BASE)
+    kwargs.update(overrides)
+    with pytest.raises(error, match=match):
+        RampedThresholdSchedule(**kwargs)
+
+
+def test_threshold_argument_errors():
+    calibrated = RampedThresholdSchedule(**BASE, target_sparsity=0.9)
+    with pytest.raises(ValueError, match="start_slope=None"):
+        calibrated.threshold(20)
+    with pytest.raises(ValueError, match="do not pass others"):
+        explicit().threshold(20, 0.1, 0.2)
+    with pytest.raises(ValueError, match="step` must be >= 0. Received: step=-1"):
+        explicit().threshold(-1)
+    with pytest.raises(ValueError, match="target_sparsity=None"):
+        explicit().calibrate(np.ones((2, 2)))
+    with pytest.raises(ValueError, match="1 of them NaN"):
+        calibrated.calibrate(np.array([1.0, np.nan]))
