@@ -15,7 +15,7 @@ def seed_everything():
     yield
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def data_dir():
     """`../shared/data` (or `TFGP_DATA_DIR`); skips when it is absent."""
     path = os.environ.get(

@@ -1,0 +1,5 @@
+import sys
+
+from tf_gradual_prune.cli import main
+
+sys.exit(main())
