@@ -326,3 +326,39 @@ def test_dict_schedule_with_weights_is_an_error():
     schedule = RampedThresholdSchedule(1, 2, 10, 1, target_sparsity=0.5)
     with pytest.raises(ValueError, match="weights='dense'"):
         GradualPruning({"recurrent": schedule}, weights="dense")
+
+
+def assert_whole_blocks(values, block):
+    zero = values == 0
+    inputs = zero.shape[-2]
+    for start in range(0, inputs, block):
+        chunk = zero[..., start:start + block, :]
+        assert np.all(chunk.all(axis=-2) | ~chunk.any(axis=-2)), start
+
+
+@pytest.mark.parametrize("block", [4, 16, (4, 1)])
+@pytest.mark.parametrize("by", ["threshold", "fraction"])
+def test_block_pruning_prunes_whole_blocks(block, by):
+    tfmot = pytest.importorskip("tensorflow_model_optimization")
+    model = build("lstm", units=12)  # kernels (4, 48) and (12, 48): partial blocks
+    if by == "threshold":
+        schedule = RampedThresholdSchedule(6, 12, 30, 3, target_sparsity=0.75)
+    else:
+        schedule = tfmot.sparsity.keras.ConstantSparsity(0.75, begin_step=6, frequency=3)
+    fit(model, [GradualPruning(schedule, weights="all", block_size=block)], epochs=3)
+    size = block[0] if isinstance(block, tuple) else block
+    for item in find_prunable_weights(model, weights="all"):
+        values = keras.ops.convert_to_numpy(item.variable)
+        assert_whole_blocks(values, size)
+    # Three of four blocks go; whole-block counting makes it approximate.
+    assert sparsity_table(model).sparsity == pytest.approx(0.75, abs=0.08)
+
+
+@pytest.mark.parametrize(
+    "block, error",
+    [(0, ValueError), (-4, ValueError), (2.0, TypeError), ((4, 2), TypeError), ("4", TypeError)],
+)
+def test_bad_block_size(block, error):
+    schedule = RampedThresholdSchedule(1, 2, 10, 1, target_sparsity=0.5)
+    with pytest.raises(error, match="block_size="):
+        GradualPruning(schedule, block_size=block)

@@ -135,3 +135,19 @@ def test_sparsity_table_counts_exact_zeros():
     assert table.to_markdown().startswith("| weight |")
     with pytest.raises(KeyError):
         table["missing"]
+
+
+def test_block_magnitudes_and_expansion():
+    from tf_gradual_prune.masking import block_magnitudes, expand_blocks
+
+    w = np.arange(1, 11, dtype="float32").reshape(5, 2) * np.array([1, -1], "float32")
+    scores = block_magnitudes(w, 2).numpy()
+    # Rows (1,3), (5,7), (9) for column 0; the last block is short.
+    np.testing.assert_array_equal(scores, [[3, 4], [7, 8], [9, 10]])
+    np.testing.assert_array_equal(block_magnitudes(w, 1).numpy(), np.abs(w))
+    keep = np.array([[True, False], [False, True], [True, True]])
+    expanded = expand_blocks(keep, 2, 5).numpy()
+    assert expanded.shape == (5, 2)
+    np.testing.assert_array_equal(expanded[:, 0], [1, 1, 0, 0, 1])
+    conv = np.ones((3, 8, 5), "float32")  # (kernel, in, out): blocks along in
+    assert block_magnitudes(conv, 4).shape == (3, 2, 5)

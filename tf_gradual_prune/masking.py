@@ -305,3 +305,67 @@ def sparsity_table(model, weights="all", layers=None):
             }
         )
     return SparsityTable(rows)
+
+
+def check_block_size(block_size):
+    """Validates a block size; returns it as an integer >= 1.
+
+    Accepts an integer, or tfmot's `(block, 1)` form (blocks along the input
+    axis, one output unit wide).
+    """
+    value = block_size
+    if isinstance(value, (tuple, list)) and len(value) == 2 and value[1] == 1:
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(
+            "`block_size` must be an integer (or `(block, 1)`). Received: "
+            f"block_size={block_size!r}"
+        )
+    if value < 1:
+        raise ValueError(
+            f"`block_size` must be >= 1. Received: block_size={block_size!r}"
+        )
+    return int(value)
+
+
+def block_magnitudes(weights, block_size):
+    """The largest |w| of each block along the input axis (axis -2).
+
+    Keras kernels are laid out `(..., inputs, outputs)`: Dense `(in, out)`,
+    RNN kernels `(in, gates * units)`, Conv `(*kernel, in, out)`. A block is
+    `block_size` consecutive input weights of one output unit, the pattern
+    TFLite's sparse FULLY_CONNECTED kernels run fast. When the input size is
+    not a multiple of `block_size`, the last block is shorter (it is scored
+    by the weights it has).
+
+    Args:
+        weights: A tensor or array of rank >= 2.
+        block_size: Integer >= 1.
+
+    Returns:
+        A float tensor of shape `(..., ceil(inputs / block_size), outputs)`.
+    """
+    import tensorflow as tf
+
+    magnitudes = tf.abs(tf.convert_to_tensor(weights))
+    if block_size == 1:
+        return magnitudes
+    shape = magnitudes.shape
+    inputs = shape[-2]
+    pad = -inputs % block_size
+    paddings = [[0, 0]] * (len(shape) - 2) + [[0, pad], [0, 0]]
+    padded = tf.pad(magnitudes, paddings)
+    blocks = tf.reshape(
+        padded,
+        list(shape[:-2]) + [(inputs + pad) // block_size, block_size, shape[-1]],
+    )
+    return tf.reduce_max(blocks, axis=-2)
+
+
+def expand_blocks(block_mask, block_size, inputs):
+    """A block-level mask repeated back to `inputs` rows along axis -2."""
+    import tensorflow as tf
+
+    if block_size == 1:
+        return block_mask
+    return tf.repeat(block_mask, block_size, axis=-2)[..., :inputs, :]
