@@ -6,21 +6,27 @@ that only grow, every weight below the threshold zeroed.
 """
 
 from tf_gradual_prune.callbacks import GradualPruning
+from tf_gradual_prune.export import ExportReport
+from tf_gradual_prune.export import export_tflite
 from tf_gradual_prune.masking import KINDS
 from tf_gradual_prune.masking import PrunableWeight
 from tf_gradual_prune.masking import SparsityTable
 from tf_gradual_prune.masking import find_prunable_weights
 from tf_gradual_prune.masking import sparsity_table
+from tf_gradual_prune.runtime import LiteRTRunner
 from tf_gradual_prune.schedules import RampedThresholdSchedule
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ExportReport",
     "GradualPruning",
     "KINDS",
+    "LiteRTRunner",
     "PrunableWeight",
     "RampedThresholdSchedule",
     "SparsityTable",
+    "export_tflite",
     "find_prunable_weights",
     "sparsity_table",
     "__version__",

@@ -366,6 +366,7 @@ def expand_blocks(block_mask, block_size, inputs):
     """A block-level mask repeated back to `inputs` rows along axis -2."""
     import tensorflow as tf
 
+    block_mask = tf.convert_to_tensor(block_mask)
     if block_size == 1:
         return block_mask
     return tf.repeat(block_mask, block_size, axis=-2)[..., :inputs, :]

@@ -1,0 +1,523 @@
+"""Export a pruned Keras model to a `.tflite` file that stores it sparse.
+
+How the sparsity survives conversion:
+
+- The model is exported as a SavedModel with a fixed batch of 1 (the
+  on-device case) and converted from there. Keras 3 recurrent layers then
+  become a `WHILE` loop of `FULLY_CONNECTED` ops whose kernels are plain
+  constants, which the converter can encode sparse. (A tf_keras LSTM would
+  become the fused `UNIDIRECTIONAL_SEQUENCE_LSTM` op, whose weights are never
+  stored sparse; this library is Keras 3 throughout, so that never happens.)
+- `tf.lite.Optimize.EXPERIMENTAL_SPARSITY` is always on. The converter keeps
+  tensors with fewer than 30% zeros dense. Unstructured sparsity is stored
+  CSR-like and expanded by a `DENSIFY` op at load time (a smaller file, no
+  speed-up); blocks of 4 consecutive input weights (`block_size=4` in
+  `GradualPruning`) are stored block-sparse and run on sparse kernels.
+- Before the file is final it is run in the LiteRT interpreter on sample
+  inputs and compared with Keras, with and without the XNNPACK delegate. The
+  XNNPACK delegate rejects or miscomputes sparse int8 models; the report
+  recommends the interpreter settings that gave correct results, and an
+  export that no setting runs correctly raises and leaves no file.
+"""
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+
+import keras
+import numpy as np
+
+from tf_gradual_prune import masking
+from tf_gradual_prune import runtime
+from tf_gradual_prune import tflite_tensors
+
+#: Export modes: float32, dynamic-range int8 weights, full-integer int8.
+QUANTIZATIONS = ("float32", "dynamic_int8", "int8")
+
+#: Default verification tolerance per mode: the largest absolute difference
+#: from Keras, relative to max(1, largest |Keras output|).
+DEFAULT_TOLERANCE = {"float32": 1e-4, "dynamic_int8": 0.1, "int8": 0.2}
+
+#: The converter stores a tensor sparse only from this share of zeros on.
+SPARSE_MIN_ZEROS = 0.3
+
+
+class ExportReport:
+    """What `export_tflite` wrote, printable as a table.
+
+    Attributes:
+        path: String path of the `.tflite` file.
+        sidecar_path: String path of the JSON sidecar.
+        quantization: One of `QUANTIZATIONS`.
+        tensors: List of dicts, one per stored weight tensor of rank >= 2:
+            `name`, `shape`, `keras_weight` (the Keras weight it holds, if
+            found), `sparsity`, `format` (`"dense"`/`"sparse"`), `block`,
+            `bytes`.
+        size_bytes: Size of the exported file.
+        dense_size_bytes: Size of the same model exported without sparse
+            encoding (same quantization).
+        errors: Dict delegate -> max relative error against Keras (or the
+            load error's text).
+        max_error: The error of the recommended setting.
+        delegate: The recommended interpreter delegate (`"xnnpack"` or
+            `"none"`).
+        not_sparse: Names of Keras weights with >= 30% zeros that are not
+            stored sparse.
+        other_constants_bytes: Bytes of the other constants of rank >= 2
+            (not Keras weight matrices).
+    """
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+    @property
+    def size_ratio(self):
+        """Dense export size divided by this export's size."""
+        return self.dense_size_bytes / self.size_bytes
+
+    def to_dict(self):
+        return dict(self.__dict__)
+
+    def __str__(self):
+        header = ("tensor", "shape", "sparsity", "format", "block", "bytes")
+        rows = [
+            (
+                t["keras_weight"],
+                "x".join(str(d) for d in t["shape"]),
+                f"{t['sparsity']:.3f}",
+                t["format"],
+                "x".join(str(d) for d in t["block"]),
+                f"{t['bytes']:,}",
+            )
+            for t in self.tensors
+        ]
+        widths = [max(len(r[i]) for r in rows + [header]) for i in range(6)]
+        line = lambda r: "  ".join(  # noqa: E731
+            c.ljust(w) if i in (0, 3) else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths))
+        )
+        errors = ", ".join(
+            f"{k}: {v:.2e}" if isinstance(v, float) else f"{k}: fails to load"
+            for k, v in self.errors.items()
+        )
+        return "\n".join(
+            [line(header)]
+            + [line(r) for r in rows]
+            + [
+                "",
+                f"file: {self.path} ({self.quantization})",
+                f"other constants: {self.other_constants_bytes:,} bytes",
+                f"size: {self.size_bytes:,} bytes; dense export "
+                f"{self.dense_size_bytes:,} bytes ({self.size_ratio:.2f}x)",
+                f"max error against Keras: {errors}",
+                f"recommended interpreter: delegate={self.delegate!r}"
+                + (
+                    " (no XNNPACK: with it this model fails or miscomputes)"
+                    if self.delegate == "none"
+                    else ""
+                ),
+            ]
+        )
+
+    __repr__ = __str__
+
+
+def _input_specs(model):
+    import tensorflow as tf
+
+    inputs = getattr(model, "inputs", None)
+    if not inputs:
+        raise ValueError(
+            f"Model {model.name!r} has no known inputs: build it with "
+            "`keras.Input` (a Sequential or functional model)."
+        )
+    specs = []
+    for tensor in inputs:
+        shape = tuple(tensor.shape[1:])
+        if any(d is None for d in shape):
+            raise ValueError(
+                f"Input {tensor.name!r} has shape {tuple(tensor.shape)}: the "
+                "export needs fixed sizes besides the batch (TFLite runs "
+                "batch 1 with static shapes)."
+            )
+        specs.append(tf.TensorSpec((1,) + shape, tensor.dtype or "float32"))
+    return specs
+
+
+def _check_arrays(name, data, specs):
+    """Validates `(n, *shape)` arrays (a list for several inputs)."""
+    arrays = data if isinstance(data, (list, tuple)) else [data]
+    if len(arrays) != len(specs):
+        raise ValueError(
+            f"`{name}` must hold {len(specs)} array(s), one per model input. "
+            f"Received {len(arrays)}."
+        )
+    checked = []
+    for array, spec in zip(arrays, specs):
+        array = np.asarray(array, dtype=np.float32)
+        expected = tuple(spec.shape[1:])
+        if array.ndim != len(expected) + 1 or array.shape[1:] != expected:
+            raise ValueError(
+                f"`{name}` must have shape (n, {', '.join(map(str, expected))}). "
+                f"Received shape {array.shape}."
+            )
+        if len(array) == 0:
+            raise ValueError(f"`{name}` is empty. Received shape {array.shape}.")
+        checked.append(array)
+    return checked
+
+
+def _convert(saved_model_dir, quantization, sparse, representative):
+    """One conversion, in this process (called by `_convert_worker`)."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+    optimizations = []
+    if quantization != "float32":
+        optimizations.append(tf.lite.Optimize.DEFAULT)
+    if sparse:
+        optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+    converter.optimizations = optimizations
+    if quantization == "int8":
+
+        def samples():
+            for i in range(len(representative[0])):
+                yield [a[i : i + 1] for a in representative]
+
+        converter.representative_dataset = samples
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    # The Keras 3 path prints "Saved artifact at ..." to stdout.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return converter.convert()
+
+
+def _convert_worker(workdir, quantization):
+    """Entry point of the conversion subprocess: writes sparse and dense."""
+    representative = None
+    if quantization == "int8":
+        with np.load(os.path.join(workdir, "representative.npz")) as f:
+            representative = [f[k] for k in sorted(f.files)]
+    saved = os.path.join(workdir, "saved_model")
+    for sparse, name in ((True, "sparse.tflite"), (False, "dense.tflite")):
+        data = _convert(saved, quantization, sparse, representative)
+        with open(os.path.join(workdir, name), "wb") as f:
+            f.write(data)
+
+
+def _convert_both(workdir, quantization):
+    """Runs the converter in a subprocess: a converter crash (TF 2.17
+    segfaults on some graphs) becomes an error here, not the end of the
+    caller's process. Returns `(sparse_bytes, dense_bytes)`."""
+    code = (
+        "import sys; from tf_gradual_prune.export import _convert_worker; "
+        "_convert_worker(sys.argv[1], sys.argv[2])"
+    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    done = subprocess.run(
+        [sys.executable, "-c", code, workdir, quantization],
+        capture_output=True, text=True, env=env,
+    )
+    if done.returncode != 0:
+        lines = [
+            line for line in done.stderr.splitlines()
+            if "error" in line.lower() and "WARNING" not in line
+        ]
+        how = (
+            f"crashed with signal {-done.returncode}"
+            if done.returncode < 0 else f"failed (exit {done.returncode})"
+        )
+        raise ValueError(
+            f"The TFLite converter {how} on this model "
+            f"(quantization={quantization!r}): "
+            + (" ".join(lines)[-2000:] or done.stderr[-2000:])
+        )
+    with open(os.path.join(workdir, "sparse.tflite"), "rb") as f:
+        sparse = f.read()
+    with open(os.path.join(workdir, "dense.tflite"), "rb") as f:
+        dense = f.read()
+    return sparse, dense
+
+
+def _set_unroll(config):
+    if isinstance(config, dict):
+        if "unroll" in config:
+            config["unroll"] = True
+        for value in config.values():
+            _set_unroll(value)
+    elif isinstance(config, list):
+        for value in config:
+            _set_unroll(value)
+
+
+def _unrolled(model):
+    """A copy of `model` with every RNN layer unrolled over its fixed
+    time steps (TF 2.17's converter crashes calibrating a WHILE loop for
+    full-integer int8; unrolled, the same kernels become plain constants)."""
+
+    def clone(layer):
+        config = layer.get_config()
+        _set_unroll(config)
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _match_keras_weights(stored, model):
+    """Names each stored tensor after the Keras weight whose values it holds."""
+    candidates = []
+    for item in masking.find_prunable_weights(model, weights="all"):
+        values = keras.ops.convert_to_numpy(item.variable)
+        candidates.append((item.name, values, values.T if values.ndim == 2 else None))
+    names = []
+    for tensor in stored:
+        found = None
+        for name, values, transposed in candidates:
+            for view in (transposed, values):
+                if view is None or view.shape != tensor.shape:
+                    continue
+                decoded = tensor.values.astype(np.float32)
+                if tensor.scale is None:
+                    same = np.array_equal(view, decoded)
+                else:  # quantised: equal within one quantisation step
+                    decoded = decoded * tensor.scale
+                    same = np.allclose(view, decoded, rtol=0, atol=float(np.max(tensor.scale)))
+                if same:
+                    found = name
+                    break
+            if found:
+                break
+        names.append(found)
+    return names
+
+
+def _verify(data, model, samples, tolerance):
+    """Max relative error against Keras per delegate (or the load error)."""
+    expected = model(samples if len(samples) > 1 else samples[0], training=False)
+    expected = [keras.ops.convert_to_numpy(t) for t in keras.tree.flatten(expected)]
+    scale = max(1.0, max(float(np.max(np.abs(e))) for e in expected))
+    errors = {}
+    for delegate in runtime.DELEGATES:
+        try:
+            runner = runtime.LiteRTRunner(data, delegate=delegate)
+            got = runner.run(samples)
+        except (ValueError, RuntimeError) as error:
+            errors[delegate] = str(error)
+            continue
+        got = got if isinstance(got, list) else [got]
+        errors[delegate] = max(
+            float(np.max(np.abs(g.astype(np.float64) - e))) for g, e in zip(got, expected)
+        ) / scale
+    good = [d for d, e in errors.items() if isinstance(e, float) and e <= tolerance]
+    if not good:
+        raise ValueError(
+            "The exported model does not reproduce Keras within the tolerance "
+            f"{tolerance} (max |difference| / max(1, max |output|)) with any "
+            f"interpreter setting: {errors}. No file was written."
+        )
+    return errors, good[0]
+
+
+def export_tflite(
+    model,
+    path,
+    quantization="float32",
+    representative_data=None,
+    sample_inputs=None,
+    tolerance=None,
+    metadata=None,
+):
+    """Exports a (pruned) Keras model to `.tflite` with sparse weights.
+
+    One call from a trained Keras 3 model to a verified `.tflite` file and a
+    JSON sidecar beside it (same name, `.json`) that describes inputs,
+    outputs, the recommended interpreter settings and your `metadata`.
+
+    Args:
+        model: A built Keras 3 model with fixed input shapes (besides batch).
+        path: String path ending in `.tflite`; its folder must exist.
+        quantization: `"float32"`, `"dynamic_int8"` (int8 weights, float
+            activations) or `"int8"` (full integer; needs
+            `representative_data`). Defaults to `"float32"`.
+        representative_data: Array `(n, *input_shape)` (a list for several
+            inputs) for `"int8"` calibration. Defaults to `None`.
+        sample_inputs: Array(s) like `representative_data` to verify the
+            export with; `None` uses 8 random normal samples. Defaults to
+            `None`.
+        tolerance: Float. Largest accepted `max |tflite - keras| / max(1,
+            max |keras|)`; `None` uses `DEFAULT_TOLERANCE[quantization]`.
+        metadata: JSON-serialisable dict written into the sidecar (labels,
+            feature settings, ...). Defaults to `None`.
+
+    Returns:
+        An `ExportReport`; `print(report)` shows the table.
+
+    Raises:
+        ValueError: for a bad path, suffix or quantization, data of the
+            wrong shape, a model the converter cannot convert, or an export
+            that does not reproduce Keras; no file is left behind.
+        TypeError: for arguments of the wrong type.
+
+    Example:
+
+    ```python
+    report = tf_gradual_prune.export_tflite(model, "model.tflite")
+    print(report)
+    ```
+    """
+    import tensorflow as tf
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"`path` must be a string. Received: path={path!r}")
+    path = os.fspath(path)
+    if not path.endswith(".tflite"):
+        raise ValueError(f"`path` must end in '.tflite'. Received: path={path!r}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(
+            f"The folder of `path` does not exist. Received: path={path!r}"
+        )
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(
+            f"`quantization` must be one of {QUANTIZATIONS}. Received: "
+            f"quantization={quantization!r}"
+        )
+    if tolerance is None:
+        tolerance = DEFAULT_TOLERANCE[quantization]
+    elif isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not tolerance > 0:
+        raise ValueError(f"`tolerance` must be a number > 0. Received: tolerance={tolerance!r}")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise TypeError(f"`metadata` must be a dict. Received: metadata={metadata!r}")
+    if metadata is not None:
+        json.dumps(metadata)  # fails early, with json's message, if not serialisable
+
+    specs = _input_specs(model)
+    representative = None
+    if quantization == "int8":
+        if representative_data is None:
+            raise ValueError(
+                "`quantization='int8'` needs `representative_data`. Received: "
+                "representative_data=None"
+            )
+        representative = _check_arrays("representative_data", representative_data, specs)
+    elif representative_data is not None:
+        raise ValueError(
+            "`representative_data` is only used with quantization='int8'. "
+            f"Received it with quantization={quantization!r}"
+        )
+    if sample_inputs is None:
+        rng = np.random.default_rng(0)
+        samples = [rng.normal(size=(8,) + tuple(s.shape[1:])).astype(np.float32) for s in specs]
+    else:
+        samples = _check_arrays("sample_inputs", sample_inputs, specs)
+
+    try:
+        table = masking.sparsity_table(model, weights="all")
+    except ValueError:  # no prunable matrix at all
+        table = []
+    pruned = [row for row in table if row["sparsity"] >= SPARSE_MIN_ZEROS]
+    if not pruned:
+        warnings.warn(
+            f"Model {model.name!r} has no weight matrix with >= "
+            f"{SPARSE_MIN_ZEROS:.0%} zeros: nothing to encode sparsely. "
+            "Exporting it dense.",
+            stacklevel=2,
+        )
+
+    workdir = tempfile.mkdtemp(prefix="tfgp_export_")
+    try:
+        saved = os.path.join(workdir, "saved_model")
+        exported = model
+        if quantization == "int8":
+            exported = _unrolled(model)
+            np.savez(
+                os.path.join(workdir, "representative.npz"),
+                **{f"input_{i:03d}": a for i, a in enumerate(representative)},
+            )
+        exported.export(saved, input_signature=specs, verbose=False)
+        data, dense_data = _convert_both(workdir, quantization)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    stored = tflite_tensors.read_tensors(data)
+    names = _match_keras_weights(stored, model)
+    matched = [(t, name) for t, name in zip(stored, names) if name is not None]
+    others = [t for t, name in zip(stored, names) if name is None]
+    tensors = [
+        {
+            "name": t.name,
+            "keras_weight": name,
+            "shape": list(t.shape),
+            "sparsity": t.zeros / t.values.size,
+            "format": t.format,
+            "block": list(t.block),
+            "bytes": t.bytes,
+        }
+        for t, name in matched
+    ]
+    sparse_names = {t["keras_weight"] for t in tensors if t["format"] == "sparse"}
+    not_sparse = [row["name"] for row in pruned if row["name"] not in sparse_names]
+    if not_sparse:
+        warnings.warn(
+            f"{len(not_sparse)} weight(s) with >= {SPARSE_MIN_ZEROS:.0%} zeros are "
+            f"not stored sparse: {not_sparse}",
+            stacklevel=2,
+        )
+    errors, delegate = _verify(data, model, samples, tolerance)
+
+    sidecar_path = path[: -len(".tflite")] + ".json"
+    from tf_gradual_prune import __version__
+
+    runner = runtime.LiteRTRunner(data, delegate=delegate)
+    sidecar = {
+        "format": "tf_gradual_prune.tflite_sidecar/1",
+        "model": os.path.basename(path),
+        "quantization": quantization,
+        "inputs": [
+            {"name": d["name"], "shape": d["shape"].tolist(), "dtype": np.dtype(d["dtype"]).name}
+            for d in runner.input_details
+        ],
+        "outputs": [
+            {"name": d["name"], "shape": d["shape"].tolist(), "dtype": np.dtype(d["dtype"]).name}
+            for d in runner.output_details
+        ],
+        "interpreter": {"delegate": delegate, "use_xnnpack": delegate == "xnnpack"},
+        "sparse_tensors": sum(t["format"] == "sparse" for t in tensors),
+        "tf_gradual_prune_version": __version__,
+        "metadata": metadata or {},
+    }
+    _write_atomic(path, data, binary=True)
+    _write_atomic(sidecar_path, json.dumps(sidecar, indent=2))
+    return ExportReport(
+        path=path,
+        sidecar_path=sidecar_path,
+        quantization=quantization,
+        tensors=tensors,
+        size_bytes=len(data),
+        dense_size_bytes=len(dense_data),
+        errors=errors,
+        max_error=errors[delegate],
+        delegate=delegate,
+        not_sparse=not_sparse,
+        other_constants_bytes=sum(t.bytes for t in others),
+    )
+
+
+def _write_atomic(path, content, binary=False):
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, tmp = tempfile.mkstemp(dir=folder, prefix=".tfgp_", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb" if binary else "w") as f:
+            f.write(content)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
