@@ -24,6 +24,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -224,18 +225,27 @@ def _convert_both(workdir, quantization):
         capture_output=True, text=True, env=env,
     )
     if done.returncode != 0:
-        lines = [
-            line for line in done.stderr.splitlines()
-            if "error" in line.lower() and "WARNING" not in line
-        ]
+        unsupported = sorted(set(re.findall(r"'tf\.(\w+)' op is neither", done.stderr)))
+        if unsupported:
+            detail = (
+                "TensorFlow ops with no TFLite builtin kernel: "
+                + ", ".join(unsupported)
+                + ". Replace them in the model (TFLite's builtin op set is "
+                "what runs on Android without the Flex delegate)."
+            )
+        else:
+            lines = [
+                line for line in done.stderr.splitlines()
+                if "error" in line.lower() and "WARNING" not in line
+            ]
+            detail = (" ".join(lines) or done.stderr)[-2000:]
         how = (
             f"crashed with signal {-done.returncode}"
             if done.returncode < 0 else f"failed (exit {done.returncode})"
         )
         raise ValueError(
             f"The TFLite converter {how} on this model "
-            f"(quantization={quantization!r}): "
-            + (" ".join(lines)[-2000:] or done.stderr[-2000:])
+            f"(quantization={quantization!r}): {detail}"
         )
     with open(os.path.join(workdir, "sparse.tflite"), "rb") as f:
         sparse = f.read()

@@ -100,9 +100,14 @@ def decode_sparse(values, sparsity, shape):
             size = block_sizes[block_map.index(d)]
             coordinate = coordinate * size + coords[rank + block_map.index(d)]
         index.append(coordinate)
-    dense = np.zeros(shape, dtype=values.dtype)
+    # A block may run past the end of its dimension (e.g. 16-blocks over 8
+    # inputs): decode into the padded shape, then crop.
+    padded = list(shape)
+    for i, dim in enumerate(block_map):
+        padded[dim] = -(-shape[dim] // block_sizes[i]) * block_sizes[i]
+    dense = np.zeros(padded, dtype=values.dtype)
     dense[tuple(index)] = values[: len(index[0])]
-    return dense
+    return dense[tuple(slice(0, d) for d in shape)]
 
 
 def read_tensors(model, min_rank=2):
