@@ -15,7 +15,7 @@ import numpy as np
 StoredTensor = collections.namedtuple(
     "StoredTensor",
     ["subgraph", "name", "shape", "dtype", "format", "block", "stored_values",
-     "zeros", "bytes", "values", "scale"],
+     "zeros", "bytes", "index_bytes", "values", "scale"],
 )
 StoredTensor.__doc__ = """One constant tensor of a `.tflite` file.
 
@@ -28,7 +28,9 @@ Attributes:
     block: Tuple of block sizes per dimension (all 1 when not blocked).
     stored_values: Number of values the file stores for it.
     zeros: Number of zeros in the decoded tensor.
-    bytes: Bytes of its buffer.
+    bytes: Bytes of its buffer (the stored values).
+    index_bytes: Bytes of its sparse index arrays (segments and indices),
+        0 for a dense tensor.
     values: The decoded dense array (as stored: int8 for quantised weights).
     scale: For quantised tensors, the float scale broadcastable to `values`
         (per channel where the converter quantised per channel); else None.
@@ -42,6 +44,21 @@ def _schema():
     from tensorflow.lite.python import schema_py_generated
 
     return schema_py_generated
+
+
+_INDEX_WIDTH = {1: 4, 2: 2, 3: 1}  # Int32Vector, Uint16Vector, Uint8Vector
+
+
+def _index_bytes(sparsity):
+    total = 0
+    for meta in sparsity.dimMetadata:
+        for kind, array in (
+            (meta.arraySegmentsType, meta.arraySegments),
+            (meta.arrayIndicesType, meta.arrayIndices),
+        ):
+            if array is not None and array.values is not None:
+                total += _INDEX_WIDTH.get(int(kind), 4) * len(array.values)
+    return total
 
 
 def _index_array(union_value):
@@ -167,6 +184,7 @@ def read_tensors(model, min_rank=2):
                     stored_values=int(raw.size),
                     zeros=int(np.count_nonzero(values == 0)),
                     bytes=int(len(data)),
+                    index_bytes=_index_bytes(sparsity) if sparsity is not None else 0,
                     values=values,
                     scale=scale,
                 )
