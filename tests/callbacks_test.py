@@ -362,3 +362,19 @@ def test_bad_block_size(block, error):
     schedule = RampedThresholdSchedule(1, 2, 10, 1, target_sparsity=0.5)
     with pytest.raises(error, match="block_size="):
         GradualPruning(schedule, block_size=block)
+
+
+@pytest.mark.parametrize("calibration, warns", [("begin", True), ("track", False)])
+def test_fresh_callback_after_begin_step_warns_only_for_begin_calibration(
+    calibration, warns
+):
+    model = build("gru")
+    schedule = RampedThresholdSchedule(
+        6, 12, 42, 3, target_sparsity=0.5, calibration=calibration
+    )
+    fit(model, [GradualPruning(schedule)], epochs=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(model, [GradualPruning(schedule)], epochs=1)
+    messages = [str(w.message) for w in caught if "calibrated now" in str(w.message)]
+    assert bool(messages) == warns

@@ -315,7 +315,10 @@ class GradualPruning(keras.callbacks.Callback):
                 if step > begin:
                     # Resumed mid-pruning: zeros in the weights are the mask.
                     group.restore_masks()
-                    if group.by_threshold and group.schedule.calibrated:
+                    if (
+                        group.by_threshold
+                        and group.schedule.calibration_mode == "begin"
+                    ):
                         warnings.warn(
                             f"Training starts at step {step}, after "
                             f"begin_step={begin}: the slopes are calibrated "
