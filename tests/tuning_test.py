@@ -1,0 +1,123 @@
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+keras_tuner = pytest.importorskip("keras_tuner")
+
+from conftest import sequence_data  # noqa: E402
+from tf_gradual_prune import GradualPruning  # noqa: E402
+from tf_gradual_prune import RampedThresholdSchedule  # noqa: E402
+from tf_gradual_prune import sparsity_table  # noqa: E402
+from tf_gradual_prune import tuning  # noqa: E402
+
+X, Y = sequence_data(n=96)
+XV, YV = sequence_data(n=48, seed=1)
+SPACE = tuning.SearchSpace(begin=(0.05, 0.15), ramp=(0.2, 0.3), end=(0.5, 0.6), frequency=(2, 3))
+
+
+def build_model(hp):
+    model = keras.Sequential(
+        [
+            keras.Input(X.shape[1:]),
+            keras.layers.GRU(hp.Choice("units", [8, 12])),
+            keras.layers.Dense(3),
+        ]
+    )
+    model.compile(
+        keras.optimizers.Adam(1e-2),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def search(tmp_path, hypermodel, trials=3):
+    tuner = keras_tuner.RandomSearch(
+        hypermodel, objective=tuning.OBJECTIVE, max_trials=trials,
+        directory=str(tmp_path), project_name="p", seed=3,
+    )
+    tuner.search(X, Y, epochs=5, batch_size=16, validation_data=(XV, YV), verbose=0)
+    return tuner
+
+
+def test_small_search_returns_a_schedule_that_round_trips_and_retrains(tmp_path):
+    hypermodel = tuning.PrunedHyperModel(build_model, target_sparsity=0.8, space=SPACE)
+    tuner = search(tmp_path, hypermodel)
+    schedule = hypermodel.best_schedule(tuner)
+    assert isinstance(schedule, RampedThresholdSchedule)
+    assert RampedThresholdSchedule.from_config(schedule.get_config()) == schedule
+    assert schedule.target_sparsity == 0.8
+    assert hypermodel.total_steps == 5 * 6
+    # Retraining with the returned schedule reaches the target.
+    best_hp = tuner.get_best_hyperparameters(1)[0]
+    model = build_model(best_hp)
+    model.fit(X, Y, epochs=5, batch_size=16, verbose=0,
+              callbacks=[GradualPruning(schedule)])
+    assert sparsity_table(model, weights="recurrent").sparsity == pytest.approx(0.8, abs=0.02)
+
+
+def test_trial_table_has_one_row_per_trial_with_sparsity(tmp_path):
+    hypermodel = tuning.PrunedHyperModel(build_model, target_sparsity=0.8, space=SPACE)
+    tuner = search(tmp_path, hypermodel, trials=2)
+    rows = tuning.save_trials(tuner, str(tmp_path / "trials"))
+    assert len(rows) == len(tuner.oracle.trials) == 2
+    for row in rows:
+        assert row["sparsity"] == pytest.approx(0.8, abs=0.02)
+        assert 0 <= row["val_accuracy"] <= 1
+        assert {"begin_fraction", "ramp_fraction", "end_fraction", "units"} <= set(row)
+    assert json.loads((tmp_path / "trials.json").read_text()) == rows
+    assert (tmp_path / "trials.csv").read_text().count("\n") == 3
+    png = tuning.sensitivity_plot(tuner, str(tmp_path / "sensitivity.png"))
+    assert os.path.getsize(png) > 5000
+
+
+def test_objective_ranks_a_trial_that_misses_the_target_below():
+    scorer = tuning._Score("val_accuracy", "max", 0.9, "target", 1.0)
+    reached = {"val_accuracy": 0.40, "sparsity": 0.9}
+    missed = {"val_accuracy": 0.99, "sparsity": 0.85}
+    scorer.on_epoch_end(0, reached)
+    scorer.on_epoch_end(0, missed)
+    assert reached["pruning_score"] == pytest.approx(0.40)
+    assert missed["pruning_score"] < reached["pruning_score"]
+    lower = {"val_accuracy": 0.99, "sparsity": 0.5}
+    scorer.on_epoch_end(0, lower)
+    assert lower["pruning_score"] < missed["pruning_score"]
+    tradeoff = tuning._Score("val_loss", "min", 0.9, "tradeoff", 2.0)
+    logs = {"val_loss": 0.5, "sparsity": 0.8}
+    tradeoff.on_epoch_end(0, logs)
+    assert logs["pruning_score"] == pytest.approx(-0.5 + 1.6)
+
+
+def test_infeasible_combination_fails_the_trial_before_training():
+    space = tuning.SearchSpace(begin=(0.3, 0.3), ramp=(0.2, 0.2), end=(0.6, 0.6), frequency=(2,))
+    hypermodel = tuning.PrunedHyperModel(build_model, space=space)
+
+    class Untrainable:
+        def fit(self, *args, **kwargs):
+            raise AssertionError("an infeasible schedule was trained")
+
+    hp = keras_tuner.HyperParameters()
+    with pytest.raises(keras_tuner.errors.FailedTrialError, match="ramp_step"):
+        hypermodel.fit(hp, Untrainable(), X, Y, epochs=5, batch_size=16)
+
+
+def test_space_and_hypermodel_bad_arguments():
+    with pytest.raises(ValueError, match=r"begin=\(0.5, 0.2\)"):
+        tuning.SearchSpace(begin=(0.5, 0.2))
+    with pytest.raises(TypeError, match="end=0.5"):
+        tuning.SearchSpace(end=0.5)
+    with pytest.raises(ValueError, match="frequency=\\(0,\\)"):
+        tuning.SearchSpace(frequency=(0,))
+    with pytest.raises(ValueError, match="not both"):
+        tuning.SearchSpace(target_sparsity=(0.8, 0.9), start_slope=(1e-4, 1e-2))
+    with pytest.raises(ValueError, match="target_sparsity=1.5"):
+        tuning.PrunedHyperModel(build_model, target_sparsity=1.5)
+    with pytest.raises(ValueError, match="scoring='best'"):
+        tuning.PrunedHyperModel(build_model, scoring="best")
+    with pytest.raises(TypeError, match="build_model=3"):
+        tuning.PrunedHyperModel(3)
+    with pytest.raises(ValueError, match="No trial has run"):
+        tuning.PrunedHyperModel(build_model).best_schedule(None)
