@@ -353,7 +353,8 @@ class GradualPruning(keras.callbacks.Callback):
         updated = False
         for group in self._groups:
             updated |= group.advance(step, self._previous)
-        if not updated:
+        if not updated and any(group.zeros.any() for group in self._groups):
+            # (Masks of all ones change nothing: no work before pruning starts.)
             self._apply_masks()
         self._previous = step
         if updated and self._writer is not None:
