@@ -13,21 +13,19 @@ Writes `calibration.json`, `calibration.md` and `calibration.png` into
 """
 
 import argparse
-import json
 import os
-import platform
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import tf_gradual_prune as tgp  # noqa: E402
+from common import save_results  # noqa: E402
 from tf_gradual_prune import datasets  # noqa: E402
+from tf_gradual_prune import files  # noqa: E402
 
 
 def load_tasks(args):
@@ -130,33 +128,16 @@ def main(argv=None):
     table = "\n".join(lines)
     print(table)
 
-    os.makedirs(args.output_dir, exist_ok=True)
-    meta = {
-        "command": " ".join([sys.executable.split("/")[-1]] + sys.argv),
-        "settings": vars(args),
-        "versions": {
-            "python": platform.python_version(),
-            "tensorflow": tf.__version__,
-            "keras": keras.__version__,
-            "tf_gradual_prune": tgp.__version__,
-        },
-        "rows": rows,
-    }
-    prefix = os.path.join(args.output_dir, "calibration")
-    write_atomic(prefix + ".json", json.dumps(meta, indent=2))
-    write_atomic(
-        prefix + ".md",
+    prefix = os.path.join(args.output_dir, "calibration" + ("_quick" if args.quick else ""))
+    save_results(
+        prefix,
+        "python benchmarks/calibration_bench.py" + (" --quick" if args.quick else ""),
+        vars(args), rows,
         f"Settings: {args.epochs} epochs, GRU({args.units}), batch "
-        f"{args.batch_size}, seeds {args.seeds}.\n\n{table}\n",
+        f"{args.batch_size}, seeds {args.seeds}.\n\n{table}",
     )
     plot(prefix + ".png", rows, targets)
     print(f"saved {prefix}.json, .md and .png")
-
-
-def write_atomic(path, text):
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
 
 
 def plot(path, rows, targets):
@@ -177,9 +158,7 @@ def plot(path, rows, targets):
                xlim=(0.7, 1.0), ylim=(0.5, 1.0))
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=100)
-    plt.close(fig)
-    os.replace(path + ".tmp.png", path)
+    files.save_figure(fig, path)
 
 
 if __name__ == "__main__":

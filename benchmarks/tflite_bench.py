@@ -14,9 +14,7 @@ Writes `tflite.json`, `tflite.md` and `tflite.png` into `--output-dir`
 """
 
 import argparse
-import json
 import os
-import platform
 import sys
 import tempfile
 import warnings
@@ -29,6 +27,8 @@ import tensorflow as tf  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import tf_gradual_prune as tgp  # noqa: E402
+from common import save_results  # noqa: E402
+from tf_gradual_prune import files  # noqa: E402
 
 TIMESTEPS, FEATURES = 50, 64
 
@@ -160,31 +160,19 @@ def main(argv=None):
         )
     table = "\n".join(lines)
     print(table)
-    os.makedirs(args.output_dir, exist_ok=True)
     prefix = os.path.join(args.output_dir, "tflite" + ("_quick" if args.quick else ""))
-    meta = {
-        "command": "python benchmarks/tflite_bench.py" + (" --quick" if args.quick else ""),
-        "settings": vars(args) | {"timesteps": TIMESTEPS, "features": FEATURES, "threads": 1, "batch": 1},
-        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
-                     "keras": keras.__version__, "machine": platform.machine()},
-        "rows": rows,
-    }
-    write_atomic(prefix + ".json", json.dumps(meta, indent=2))
-    write_atomic(
-        prefix + ".md",
+    save_results(
+        prefix,
+        "python benchmarks/tflite_bench.py" + (" --quick" if args.quick else ""),
+        vars(args) | {"timesteps": TIMESTEPS, "features": FEATURES, "threads": 1, "batch": 1},
+        rows,
         "Batch 1, 1 thread, median ms over interleaved rounds; dense float runs "
         "with XNNPACK, pruned with the delegate its export report recommends. "
         "'weights vs dense float': bytes of the recurrent kernels stored, against "
-        "the same kernels dense in float32.\n\n" + table + "\n",
+        "the same kernels dense in float32.\n\n" + table,
     )
     plot(prefix + ".png", rows)
     print(f"saved {prefix}.json, .md and .png")
-
-
-def write_atomic(path, text):
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
 
 
 def plot(path, rows):
@@ -208,9 +196,7 @@ def plot(path, rows):
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=100)
-    plt.close(fig)
-    os.replace(path + ".tmp.png", path)
+    files.save_figure(fig, path)
 
 
 if __name__ == "__main__":

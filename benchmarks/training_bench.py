@@ -17,7 +17,6 @@ Writes `training.json`, `training.md` and `training.png` into `--output-dir`.
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -166,6 +165,8 @@ def summarise(result):
 
 
 def main(argv=None):
+    from common import save_results
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int, default=5)
@@ -218,27 +219,20 @@ def main(argv=None):
         )
     table = "\n".join(lines)
     print(table)
-    os.makedirs(args.output_dir, exist_ok=True)
     prefix = os.path.join(args.output_dir, "training" + ("_quick" if args.quick else ""))
-    import tensorflow as tf
-
-    meta = {
-        "command": "python benchmarks/training_bench.py" + (" --quick" if args.quick else ""),
-        "settings": vars(args),
-        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
-                     "machine": platform.machine(), "cpus": os.cpu_count()},
-        "rows": rows,
-    }
-    for suffix, text in ((".json", json.dumps(meta, indent=2)), (".md", table + "\n")):
-        with open(prefix + suffix + ".tmp", "w") as f:
-            f.write(text)
-        os.replace(prefix + suffix + ".tmp", prefix + suffix)
+    save_results(
+        prefix,
+        "python benchmarks/training_bench.py" + (" --quick" if args.quick else ""),
+        vars(args), rows, table,
+    )
     plot(prefix + ".png", rows)
     print(f"saved {prefix}.json, .md and .png")
 
 
 def plot(path, rows):
     import matplotlib
+
+    from tf_gradual_prune import files
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -266,9 +260,7 @@ def plot(path, rows):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=100)
-    plt.close(fig)
-    os.replace(path + ".tmp.png", path)
+    files.save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -23,10 +23,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import keras_tuner  # noqa: E402
-import numpy as np  # noqa: E402
 
 import tf_gradual_prune as tgp  # noqa: E402
 from tf_gradual_prune import datasets  # noqa: E402
+from tf_gradual_prune import files  # noqa: E402
 from tf_gradual_prune import tuning  # noqa: E402
 
 
@@ -93,9 +93,11 @@ def main(argv=None):
         "sparsity": tgp.sparsity_table(model, weights="recurrent").sparsity,
     }
     shutil.rmtree(workdir, ignore_errors=True)
-    with open(prefix + "_best_schedule.json.tmp", "w") as f:
-        json.dump({"schedule": schedule.get_config(), "hyperparameters": best_hp.values}, f, indent=2)
-    os.replace(prefix + "_best_schedule.json.tmp", prefix + "_best_schedule.json")
+    files.write_atomic(
+        prefix + "_best_schedule.json",
+        json.dumps({"schedule": schedule.get_config(), "hyperparameters": best_hp.values,
+                    "retrained": retrained, "search_seconds": search_seconds}, indent=2),
+    )
 
     reached = sum(r["sparsity"] is not None and r["sparsity"] + 1e-3 >= args.target_sparsity
                   for r in rows)
@@ -130,9 +132,7 @@ def main(argv=None):
         )
     text = "\n".join(lines)
     print(text)
-    with open(prefix + ".md.tmp", "w") as f:
-        f.write(text + "\n")
-    os.replace(prefix + ".md.tmp", prefix + ".md")
+    files.write_atomic(prefix + ".md", text + "\n")
     print(f"saved {prefix}_trials.csv/.json, _sensitivity.png, _best_schedule.json, .md")
     return 0
 

@@ -6,6 +6,8 @@ import os
 import sys
 import time
 
+from tf_gradual_prune import files
+
 
 def _parser():
     parser = argparse.ArgumentParser(
@@ -174,17 +176,10 @@ def _report(args, schedule, results, histories, recorder):
         "history": histories,
         "args": vars(args),
     }
-    _write_atomic(os.path.join(out, "results.json"), json.dumps(summary, indent=2))
-    _write_atomic(os.path.join(out, "results.md"), table + "\n")
+    files.write_atomic(os.path.join(out, "results.json"), json.dumps(summary, indent=2))
+    files.write_atomic(os.path.join(out, "results.md"), table + "\n")
     _plot(os.path.join(out, "pruning_curves.png"), histories, recorder)
     print(f"\nsaved results.json, results.md, pruning_curves.png and models in {out}/")
-
-
-def _write_atomic(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _plot(path, histories, recorder):
@@ -209,10 +204,7 @@ def _plot(path, histories, recorder):
     axes[2].set(xlabel="epoch", ylabel="test accuracy", title="Accuracy")
     axes[2].legend()
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    files.save_figure(fig, path)
 
 
 def main(argv=None):

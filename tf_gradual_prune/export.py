@@ -34,6 +34,7 @@ import warnings
 import keras
 import numpy as np
 
+from tf_gradual_prune import files
 from tf_gradual_prune import masking
 from tf_gradual_prune import runtime
 from tf_gradual_prune import tflite_tensors
@@ -400,8 +401,6 @@ def export_tflite(
     print(report)
     ```
     """
-    import tensorflow as tf
-
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"`path` must be a string. Received: path={path!r}")
     path = os.fspath(path)
@@ -521,8 +520,8 @@ def export_tflite(
         "tf_gradual_prune_version": __version__,
         "metadata": metadata or {},
     }
-    _write_atomic(path, data, binary=True)
-    _write_atomic(sidecar_path, json.dumps(sidecar, indent=2))
+    files.write_atomic(path, data)
+    files.write_atomic(sidecar_path, json.dumps(sidecar, indent=2))
     return ExportReport(
         path=path,
         sidecar_path=sidecar_path,
@@ -537,16 +536,3 @@ def export_tflite(
         not_sparse=not_sparse,
         other_constants_bytes=sum(t.bytes for t in others),
     )
-
-
-def _write_atomic(path, content, binary=False):
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, tmp = tempfile.mkstemp(dir=folder, prefix=".tfgp_", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb" if binary else "w") as f:
-            f.write(content)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise

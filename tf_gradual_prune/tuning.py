@@ -16,6 +16,7 @@ keras-tuner (`pip install 'tf-gradual-prune[tuner]'`).
 """
 
 import csv
+import io
 import json
 import math
 import os
@@ -31,6 +32,7 @@ except ImportError:  # pragma: no cover - depends on the installation
         "pip install 'tf-gradual-prune[tuner]'"
     ) from None
 
+from tf_gradual_prune import files
 from tf_gradual_prune.callbacks import GradualPruning
 from tf_gradual_prune.schedules import RampedThresholdSchedule
 
@@ -360,14 +362,12 @@ def save_trials(tuner, prefix, metric="val_accuracy"):
         columns += [k for k in row if k not in columns]
     folder = os.path.dirname(os.path.abspath(prefix))
     os.makedirs(folder, exist_ok=True)
-    with open(prefix + ".csv.tmp", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(prefix + ".csv.tmp", prefix + ".csv")
-    with open(prefix + ".json.tmp", "w") as f:
-        json.dump(rows, f, indent=2)
-    os.replace(prefix + ".json.tmp", prefix + ".json")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    files.write_atomic(prefix + ".csv", buffer.getvalue())
+    files.write_atomic(prefix + ".json", json.dumps(rows, indent=2))
     return rows
 
 
@@ -401,7 +401,4 @@ def sensitivity_plot(tuner, path, metric="val_accuracy"):
         ax.set(xlabel=name, ylabel=metric)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=100)
-    plt.close(fig)
-    os.replace(path + ".tmp.png", path)
-    return path
+    return files.save_figure(fig, path)
