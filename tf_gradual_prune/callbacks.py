@@ -1,12 +1,15 @@
 """The pruning callback: gradual magnitude pruning during `model.fit`."""
 
 import copy
+import json
+import os
 import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_gradual_prune import files
 from tf_gradual_prune import masking
 from tf_gradual_prune.schedules import RampedThresholdSchedule
 
@@ -105,6 +108,25 @@ class _Group:
             [int(tf.size(m)) - int(tf.math.count_nonzero(m)) for m in self.masks]
         )
 
+    def get_state(self):
+        return {
+            "names": [item.name for item in self.items],
+            "slopes": None if self.slopes is None else [list(s) for s in self.slopes],
+            "thresholds": [float(t) for t in self.thresholds],
+        }
+
+    def set_state(self, state):
+        if len(state["thresholds"]) != len(self.items):
+            raise ValueError(
+                f"The saved state covers {len(state['thresholds'])} matrices; "
+                f"the model's selection has {len(self.items)}: "
+                f"{[item.name for item in self.items]}"
+            )
+        self.slopes = (
+            None if state["slopes"] is None else [tuple(s) for s in state["slopes"]]
+        )
+        self.thresholds = np.asarray(state["thresholds"], dtype=np.float64)
+
     def _magnitudes(self, item):
         """Block magnitudes of a weight as numpy; NaN/Inf is an error."""
         values = keras.ops.convert_to_numpy(item.variable)
@@ -185,7 +207,9 @@ class GradualPruning(keras.callbacks.Callback):
     The step is the optimizer's iteration counter (`optimizer.iterations`,
     the number of optimizer steps taken), so a model saved and reloaded
     mid-ramp continues the schedule. After the optimizer step that brings
-    it to `t`, the schedule is asked about step `t`.
+    it to `t`, the schedule is asked about step `t`. A saved model is
+    already sparse: pruned weights are stored as zeros, and a callback
+    starting on such a model takes its zeros as the masks.
 
     Two kinds of schedule are accepted:
 
@@ -226,6 +250,13 @@ class GradualPruning(keras.callbacks.Callback):
             column is shorter. Defaults to `1` (unstructured).
         log_dir: String or `None`. Folder for TensorBoard summaries.
             Defaults to `None`.
+        state_path: String or `None`. A JSON file for the callback's state
+            (calibrated slopes and thresholds; see `get_state`), written at
+            every epoch end and when training ends, and read when training
+            starts if it exists. With it, training interrupted mid-ramp and
+            resumed (from a saved `.keras` model, or with
+            `keras.callbacks.BackupAndRestore`) continues exactly as if it
+            had not stopped. Defaults to `None`.
 
     Raises:
         TypeError: if a schedule is neither kind.
@@ -246,7 +277,13 @@ class GradualPruning(keras.callbacks.Callback):
     """
 
     def __init__(
-        self, schedule, weights=None, layers=None, block_size=1, log_dir=None
+        self,
+        schedule,
+        weights=None,
+        layers=None,
+        block_size=1,
+        log_dir=None,
+        state_path=None,
     ):
         super().__init__()
         if isinstance(schedule, dict):
@@ -266,17 +303,21 @@ class GradualPruning(keras.callbacks.Callback):
         else:
             _check_schedule(schedule, "`schedule`")
             masking._normalise_kinds(weights)
-        if log_dir is not None and not isinstance(log_dir, str):
-            raise TypeError(
-                f"`log_dir` must be a string or None. Received: "
-                f"log_dir={log_dir!r}"
-            )
+        for name, value in (("log_dir", log_dir), ("state_path", state_path)):
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise TypeError(
+                    f"`{name}` must be a path or None. Received: "
+                    f"{name}={value!r}"
+                )
         self.schedule = schedule
         self.weights = weights
         self.layers = layers
         self.block_size = masking.check_block_size(block_size)
         self.log_dir = log_dir
+        self.state_path = None if state_path is None else os.fspath(state_path)
         self._groups = None
+        self._pending_state = None
+        self._started = False
         self._model_seen = None
         self._writer = None
 
@@ -294,6 +335,20 @@ class GradualPruning(keras.callbacks.Callback):
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
     def on_train_begin(self, logs=None):
+        # The set-up waits for the first batch: callbacks that restore the
+        # model (BackupAndRestore) run their on_train_begin in any order.
+        self._started = False
+        self._planned_steps = None
+        params = self.params or {}
+        if params.get("epochs") and params.get("steps"):
+            self._planned_steps = params["epochs"] * params["steps"]
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if not self._started:
+            self._start()
+
+    def _start(self):
+        self._started = True
         step = self._step()
         if self._model_seen is not self.model:
             # A new model: select its weights and start fresh. The same
@@ -310,33 +365,95 @@ class GradualPruning(keras.callbacks.Callback):
             ]
             self._check_overlap()
             self._model_seen = self.model
-            for group in self._groups:
+            state = self._pending_state
+            if state is None and self.state_path and os.path.exists(self.state_path):
+                with open(self.state_path) as f:
+                    state = json.load(f)
+            self._pending_state = None
+            for index, group in enumerate(self._groups):
                 begin = getattr(group.schedule, "begin_step", 0)
+                if state is not None:
+                    group.set_state(state["groups"][index])
                 if step > begin:
                     # Resumed mid-pruning: zeros in the weights are the mask.
                     group.restore_masks()
                     if (
-                        group.by_threshold
+                        state is None
+                        and group.by_threshold
                         and group.schedule.calibration_mode == "begin"
                     ):
                         warnings.warn(
                             f"Training starts at step {step}, after "
-                            f"begin_step={begin}: the slopes are calibrated "
-                            "now, on weights that may already be pruned.",
+                            f"begin_step={begin}, without the callback's "
+                            "saved state (`state_path` or `set_state`): the "
+                            "slopes are calibrated now, on weights that may "
+                            "already be pruned.",
                             stacklevel=2,
                         )
+        self._warn_about_plan(step)
+        if self.log_dir is not None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        self._previous = step - 1
+        self._advance(step)
+
+    def _warn_about_plan(self, step):
         spe = getattr(self.model, "steps_per_execution", 1) or 1
         if spe != 1:
             warnings.warn(
                 f"steps_per_execution={spe}: masks are re-applied after every "
                 f"{spe} optimizer steps only, and sparsity schedules are asked "
                 "about those steps only.",
-                stacklevel=2,
+                stacklevel=3,
             )
-        if self.log_dir is not None:
-            self._writer = tf.summary.create_file_writer(self.log_dir)
-        self._previous = step - 1
-        self._advance(step)
+        if self._planned_steps is None:
+            return
+        initial_epoch = (self.params or {}).get("initial_epoch", 0) or 0
+        planned_end = step + self._planned_steps - initial_epoch * self.params["steps"]
+        for group in self._groups:
+            end = getattr(group.schedule, "end_step", None)
+            if end is not None and end > planned_end:
+                warnings.warn(
+                    f"The schedule's end_step={end} lies beyond the planned "
+                    f"training, which ends at step {planned_end}: pruning "
+                    "will stop short of its target.",
+                    stacklevel=3,
+                )
+
+    def get_state(self):
+        """The callback's run state, as a JSON-serialisable dict.
+
+        It holds what cannot be recovered from the model: per matrix, the
+        calibrated slopes and the thresholds in force. (The masks are the
+        zeros of the weights, which a saved model already holds.) Give it
+        back with `set_state` before `fit` to resume exactly; `state_path`
+        does this through a file.
+        """
+        if not self._groups:
+            raise ValueError("No state yet: the callback has not trained a model.")
+        return {
+            "format": 1,
+            "step": int(self._previous),
+            "groups": [group.get_state() for group in self._groups],
+        }
+
+    def set_state(self, state):
+        """Restores a `get_state()` dict; applied when training starts."""
+        if not isinstance(state, dict) or "groups" not in state:
+            raise ValueError(
+                "`state` must be a dict from `get_state()`. Received: "
+                f"state={state!r}"
+            )
+        if len(state["groups"]) != len(self._group_specs()):
+            raise ValueError(
+                f"`state` has {len(state['groups'])} group(s); this callback "
+                f"has {len(self._group_specs())}."
+            )
+        self._pending_state = state
+        self._model_seen = None
+
+    def _save_state(self):
+        if self.state_path and self._groups:
+            files.write_atomic(self.state_path, json.dumps(self.get_state()))
 
     def _check_overlap(self):
         seen = {}
@@ -382,10 +499,15 @@ class GradualPruning(keras.callbacks.Callback):
             logs.update(self._summary())
 
     def on_epoch_end(self, epoch, logs=None):
+        if not self._started:
+            return
         if logs is not None:
             logs.update(self._summary())
+        self._save_state()
 
     def on_train_end(self, logs=None):
+        if self._started:
+            self._save_state()
         if self._writer is not None:
             self._writer.flush()
             self._writer.close()
@@ -425,5 +547,6 @@ class GradualPruning(keras.callbacks.Callback):
             layers=self.layers,
             block_size=self.block_size,
             log_dir=self.log_dir,
+            state_path=self.state_path,
         )
 
