@@ -25,6 +25,23 @@ def _check_schedule(schedule, where):
     )
 
 
+class _MaskConstraint:
+    """`W -> W * M`, as a Keras variable constraint.
+
+    Keras' optimizers apply a variable's constraint right after its update,
+    inside the compiled training step; so the mask costs one fused `where`
+    per matrix and step, with no extra call from Python.
+    """
+
+    def __init__(self, mask, inner):
+        self.mask, self.inner = mask, inner
+
+    def __call__(self, weights):
+        if self.inner is not None:
+            weights = self.inner(weights)
+        return tf.where(self.mask, weights, tf.zeros_like(weights))
+
+
 class _Group:
     """Run state of one schedule and the matrices it prunes."""
 
@@ -198,6 +215,11 @@ class GradualPruning(keras.callbacks.Callback):
     steps of the schedule, `mask = mask AND (|W| >= threshold)`, and after
     every optimizer step `W = W * mask`, so pruned weights stay exactly zero
     whatever the optimizer's momentum does. Masks only lose ones.
+
+    The mask is applied as a Keras variable constraint, which the optimizer
+    applies right after each update inside the compiled training step (also
+    in custom training loops that use a Keras optimizer); the callback
+    removes it when training ends.
 
     By default every recurrent weight matrix is pruned: the input `kernel`
     and the `recurrent_kernel` of LSTM, GRU and SimpleRNN layers and cells,
@@ -390,19 +412,39 @@ class GradualPruning(keras.callbacks.Callback):
                             "already be pruned.",
                             stacklevel=2,
                         )
+        self._install_constraints()
         self._warn_about_plan(step)
         if self.log_dir is not None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
         self._previous = step - 1
         self._advance(step)
 
+    def _install_constraints(self):
+        for group in self._groups:
+            for item, mask in zip(group.items, group.masks):
+                current = item.variable.constraint
+                if not (isinstance(current, _MaskConstraint) and current.mask is mask):
+                    item.variable.constraint = _MaskConstraint(mask, current)
+        # `fit` made its step function before this; trace it again with the
+        # constraints in place.
+        self.model.make_train_function(force=True)
+
+    def _remove_constraints(self):
+        for group in self._groups or []:
+            for item, mask in zip(group.items, group.masks):
+                current = item.variable.constraint
+                if isinstance(current, _MaskConstraint) and current.mask is mask:
+                    item.variable.constraint = current.inner
+        if self.model is not None:
+            self.model.make_train_function(force=True)
+
     def _warn_about_plan(self, step):
         spe = getattr(self.model, "steps_per_execution", 1) or 1
         if spe != 1:
             warnings.warn(
-                f"steps_per_execution={spe}: masks are re-applied after every "
-                f"{spe} optimizer steps only, and sparsity schedules are asked "
-                "about those steps only.",
+                f"steps_per_execution={spe}: masks are still applied after "
+                f"every optimizer step, but updated only every {spe} steps "
+                "(the schedule is asked about those steps only).",
                 stacklevel=3,
             )
         if self._planned_steps is None:
@@ -470,28 +512,9 @@ class GradualPruning(keras.callbacks.Callback):
         updated = False
         for group in self._groups:
             updated |= group.advance(step, self._previous)
-        if not updated and any(group.zeros.any() for group in self._groups):
-            # (Masks of all ones change nothing: no work before pruning starts.)
-            self._apply_masks()
         self._previous = step
         if updated and self._writer is not None:
             self._write_summaries(step)
-
-    def _apply_masks(self):
-        if not hasattr(self, "_apply_fn") or self._apply_for is not self._groups:
-            pairs = [
-                (item.variable, m)
-                for g in self._groups
-                for item, m in zip(g.items, g.masks)
-            ]
-
-            @tf.function(autograph=False)
-            def apply():
-                for w, m in pairs:
-                    w.assign(tf.where(m, w, tf.zeros_like(w)))
-
-            self._apply_fn, self._apply_for = apply, self._groups
-        self._apply_fn()
 
     def on_train_batch_end(self, batch, logs=None):
         self._advance(self._step())
@@ -508,6 +531,7 @@ class GradualPruning(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self._started:
             self._save_state()
+            self._remove_constraints()
         if self._writer is not None:
             self._writer.flush()
             self._writer.close()
