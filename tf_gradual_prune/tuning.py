@@ -371,33 +371,42 @@ def save_trials(tuner, prefix, metric="val_accuracy"):
     return rows
 
 
-def sensitivity_plot(tuner, path, metric="val_accuracy"):
+def sensitivity_plot(trials, path, metric="val_accuracy"):
     """Metric against each searched hyperparameter, and against sparsity.
 
-    Trials that missed the target are drawn hollow. Saves a PNG at `path`.
+    Args:
+        trials: A tuner, or the rows of `trials_table` / `save_trials`
+            (so a saved table can be plotted again).
+        path: PNG path.
+        metric: The metric on the vertical axes.
+
+    Trials that missed the target are drawn hollow. Returns `path`.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in trials_table(tuner, metric) if r.get(metric) is not None]
+    rows = trials if isinstance(trials, list) else trials_table(trials, metric)
+    rows = [r for r in rows if r.get(metric) is not None]
     if not rows:
         raise ValueError("No completed trial with the metric to plot.")
-    names = [
-        n for n in ("begin_fraction", "ramp_fraction", "end_fraction",
-                    "ramp_slope_ratio", "frequency", "target_sparsity", "start_slope")
-        if any(n in r for r in rows)
-    ] + ["sparsity"]
+    skip = {"trial", "status", "pruning_score", metric, "sparsity"}
+    names = []
+    for row in rows:
+        names += [k for k, v in row.items() if k not in skip and k not in names
+                  and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    names.append("sparsity")
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)
     met = np.array([r["pruning_score"] is not None and r["pruning_score"] > -MISSED_TARGET_OFFSET / 2
                     for r in rows])
+    y = np.array([r[metric] for r in rows], dtype=float)
     for ax, name in zip(axes[0], names):
         x = np.array([r.get(name, np.nan) for r in rows], dtype=float)
-        y = np.array([r[metric] for r in rows], dtype=float)
         ax.scatter(x[met], y[met], color="tab:blue", label="reached target")
         ax.scatter(x[~met], y[~met], facecolors="none", edgecolors="tab:red",
                    label="missed target")
+        ax.ticklabel_format(useOffset=False, axis="x")
         ax.set(xlabel=name, ylabel=metric)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
