@@ -1,0 +1,54 @@
+"""One entry point for the benchmarks.
+
+    python benchmarks/run.py [--quick] [--data-dir ../shared/data] [name ...]
+
+Names: training, tflite, calibration, tuning (default: all, in that order).
+Each writes its JSON, Markdown and PNG into benchmarks/results/ (with
+`--quick`, files named `*_quick.*`, so the committed results stay).
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+SCRIPTS = {
+    "training": "training_bench.py",
+    "tflite": "tflite_bench.py",
+    "calibration": "calibration_bench.py",
+    "tuning": "tuning_search.py",
+}
+TAKES_DATA = {"calibration", "tuning"}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("names", nargs="*", help=f"any of {list(SCRIPTS)} (default: all)")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in SCRIPTS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {unknown}; choose from {list(SCRIPTS)}")
+    here = os.path.dirname(os.path.abspath(__file__))
+    failed = []
+    for name in args.names or list(SCRIPTS):
+        command = [sys.executable, os.path.join(here, SCRIPTS[name])]
+        if args.quick:
+            command.append("--quick")
+        if args.data_dir and name in TAKES_DATA:
+            command += ["--data-dir", args.data_dir]
+        print(f"== {name}: {' '.join(command[1:])}", flush=True)
+        start = time.perf_counter()
+        if subprocess.run(command).returncode != 0:
+            failed.append(name)
+        print(f"== {name}: {time.perf_counter() - start:.0f} s", flush=True)
+    if failed:
+        print(f"failed: {failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
