@@ -173,6 +173,9 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--frequency", type=int, default=20)
     parser.add_argument("--no-tfmot", action="store_true")
+    parser.add_argument("--units", type=int, nargs="*", default=None,
+                        help="only these hidden sizes (default: 256 512 1024)")
+    parser.add_argument("--name", default="training", help="output file prefix")
     parser.add_argument("--output-dir", default=os.path.join("benchmarks", "results"))
     args = parser.parse_args(argv)
     from tqdm import tqdm
@@ -183,6 +186,8 @@ def main(argv=None):
     else:
         cases = [(k, u, 100) for k in ("lstm", "gru") for u in (256, 512, 1024)]
         cases += [("lstm", 512, s) for s in (50, 200)]
+        if args.units:
+            cases = [c for c in cases if c[1] in args.units]
     rows = []
     for kind, units, seq in tqdm(cases, desc="configurations"):
         row = {"model": f"{kind.upper()}({units})", "seq": seq}
@@ -219,10 +224,10 @@ def main(argv=None):
         )
     table = "\n".join(lines)
     print(table)
-    prefix = os.path.join(args.output_dir, "training" + ("_quick" if args.quick else ""))
+    prefix = os.path.join(args.output_dir, args.name + ("_quick" if args.quick else ""))
     save_results(
         prefix,
-        "python benchmarks/training_bench.py" + (" --quick" if args.quick else ""),
+        "python " + " ".join(["benchmarks/training_bench.py"] + sys.argv[1:]),
         vars(args), rows, table,
     )
     plot(prefix + ".png", rows)
