@@ -186,7 +186,8 @@ class _Group:
             zeros, cuts = self.prune_fraction(tf.cast(sparsity, tf.float32))
             self.zeros, self.thresholds = zeros.numpy(), cuts.numpy()
             return True
-        if schedule.calibrated and self.slopes is None:
+        if schedule.calibration_mode == "begin" and self.slopes is None:
+            # "track" derives its thresholds at every update instead.
             if step < schedule.begin_step:
                 return False
             self.calibrate()
