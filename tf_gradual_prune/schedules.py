@@ -81,10 +81,9 @@ class RampedThresholdSchedule:
     update it is 0 and after `end_step` it no longer changes.
 
     The slopes are given either explicitly, or through `target_sparsity`:
-    then they are calibrated separately for each weight matrix when the
-    optimizer reaches `begin_step`, from the `target_sparsity`-quantile `q`
-    of that matrix's |W| (the paper's heuristic, generalised to any target
-    and to any ratio r = φ/θ):
+    then they are calibrated separately for each weight matrix from the
+    `target_sparsity`-quantile `q` of that matrix's |W| (the paper's
+    heuristic, generalised to any target and to any ratio r = φ/θ):
 
     ```
     θ = q * frequency / ((ramp_step - begin_step) + r * (end_step - ramp_step))
