@@ -117,8 +117,8 @@ class RampedThresholdSchedule:
 
     Args:
         begin_step: Integer. The optimizer step after which the mask may
-            first change (the paper's `start_itr`). The calibration happens
-            at this step.
+            first change (the paper's `start_itr`). With
+            `calibration="begin"` the slopes are calibrated at this step.
         ramp_step: Integer. The step from which the threshold grows with
             slope `ramp_slope` (`ramp_itr`). `begin_step <= ramp_step <=
             end_step`.
