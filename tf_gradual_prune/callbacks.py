@@ -61,6 +61,9 @@ class _Group:
         self.slopes = None  # per-matrix (θ, φ) once calibrated
         self.thresholds = np.zeros(len(items))
         self.zeros = np.zeros(len(items), dtype=np.int64)
+        self.sizes = np.array(
+            [int(np.prod(item.variable.shape)) for item in items], dtype=np.int64
+        )
         variables = [item.variable for item in items]
         masks = self.masks
 
@@ -121,8 +124,8 @@ class _Group:
             m.assign(
                 masking.expand_blocks(alive, self.block_size, m.shape[-2])
             )
-        self.zeros = np.array(
-            [int(tf.size(m)) - int(tf.math.count_nonzero(m)) for m in self.masks]
+        self.zeros = self.sizes - np.array(
+            [int(tf.math.count_nonzero(m)) for m in self.masks]
         )
 
     def get_state(self):
@@ -539,11 +542,7 @@ class GradualPruning(keras.callbacks.Callback):
             self._writer = None
 
     def _summary(self):
-        size = sum(
-            int(np.prod(item.variable.shape))
-            for g in self._groups
-            for item in g.items
-        )
+        size = sum(int(g.sizes.sum()) for g in self._groups)
         zeros = sum(int(np.sum(g.zeros)) for g in self._groups)
         thresholds = np.concatenate([g.thresholds for g in self._groups])
         return {
@@ -554,10 +553,9 @@ class GradualPruning(keras.callbacks.Callback):
     def _write_summaries(self, step):
         with self._writer.as_default(step=step):
             for group in self._groups:
-                for item, zeros, threshold in zip(
-                    group.items, group.zeros, group.thresholds
+                for item, zeros, size, threshold in zip(
+                    group.items, group.zeros, group.sizes, group.thresholds
                 ):
-                    size = int(np.prod(item.variable.shape))
                     tf.summary.scalar(f"sparsity/{item.name}", zeros / size)
                     tf.summary.scalar(f"threshold/{item.name}", threshold)
             for key, value in self._summary().items():
