@@ -117,3 +117,8 @@ def test_real_fsdd_recording(data_dir):
     features = audio.AudioFeatures()
     mel = features.log_mel(features.decode(path))
     assert mel.shape[1] == 40 and mel.shape[0] > 10
+
+
+def test_audio_features_bad_normalize_names_the_value():
+    with pytest.raises(ValueError, match="normalize='yes'"):
+        audio.AudioFeatures(normalize="yes")

@@ -6,7 +6,7 @@ import pytest
 from tf_gradual_prune import cli
 
 
-def test_demo_quick_writes_results_plot_and_models(tmp_path, capsys):
+def test_demo_quick_trains_exports_and_reports_both_models(tmp_path, capsys):
     out = tmp_path / "demo"
     assert cli.main(["demo", "--quick", "--output-dir", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -16,9 +16,16 @@ def test_demo_quick_writes_results_plot_and_models(tmp_path, capsys):
     assert rows["dense"]["recurrent_sparsity"] == 0.0
     assert rows["pruned"]["recurrent_sparsity"] == pytest.approx(0.9, abs=0.01)
     assert rows["pruned"]["recurrent_nonzeros"] < rows["dense"]["recurrent_nonzeros"] / 5
+    assert rows["pruned"]["tflite_bytes"] < rows["dense"]["tflite_bytes"]
+    for row in rows.values():
+        assert 0 <= row["cer"] <= 2 and row["latency_ms"] > 0
+        assert len(summary["history"][row["model"]]["val_cer"]) == summary["args"]["epochs"]
     assert (out / "pruning_curves.png").stat().st_size > 10_000
-    for name in ("dense.keras", "pruned.keras", "results.md"):
-        assert (out / name).exists()
+    for name in ("dense", "pruned"):
+        sidecar = json.loads((out / f"{name}.json").read_text())
+        assert sidecar["metadata"]["alphabet"] == "0123456789 "
+        assert (out / f"{name}.tflite").stat().st_size == rows[name]["tflite_bytes"]
+    assert (out / "results.md").exists()
     assert not [f for f in os.listdir(out) if ".tmp" in f]
 
 
@@ -27,6 +34,7 @@ def test_demo_quick_writes_results_plot_and_models(tmp_path, capsys):
     [
         (["demo", "--target-sparsity", "1.5"], "target-sparsity must be in"),
         (["demo", "--epochs", "2"], "epochs must be >= 4"),
+        (["demo", "--units", "0"], "units must be >= 1. Received: 0"),
     ],
 )
 def test_demo_bad_arguments(argv, match, tmp_path):

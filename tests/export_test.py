@@ -195,3 +195,20 @@ def test_runner_errors(model4, tmp_path):
     with pytest.raises(ValueError, match=r"Received an array of shape \(1, 6, 7\)"):
         runner.run(np.zeros((1, 6, 7), "float32"))
     assert runner.latency_ms(X[:1], repeats=3, rounds=1) > 0
+
+
+def test_input_shape_fixes_a_variable_length_model(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((None, 4)), keras.layers.GRU(8),
+                              keras.layers.Dense(3)])
+    path = str(tmp_path / "m.tflite")
+    with pytest.raises(ValueError, match=r"pass `input_shape`, e.g. input_shape=\(100, 4\)"):
+        export_tflite(model, path)
+    with pytest.raises(ValueError, match=r"input_shape=\(12, 5\)"):
+        export_tflite(model, path, input_shape=(12, 5))
+    x = np.random.default_rng(1).normal(size=(3, 12, 4)).astype("float32")
+    with pytest.warns(UserWarning, match="nothing to encode sparsely"):
+        report = export_tflite(model, path, input_shape=(12, 4), sample_inputs=x)
+    assert report.max_error <= 1e-4
+    np.testing.assert_allclose(LiteRTRunner(path).run(x), model.predict(x, verbose=0),
+                               atol=1e-4)

@@ -30,17 +30,22 @@ def test_error_rate():
         models.error_rate(["a", "b"], ["a"])
 
 
-def test_speech_model_learns_a_toy_ctc_task_and_prunes_its_bigrus():
+def toy_ctc_data(n=64):
+    """Each label is a 6-frame burst on its own feature channel."""
     rng = np.random.default_rng(0)
-    # Each label is a 6-frame burst on its own feature channel.
-    x = np.zeros((64, 60, 8), "float32")
-    y = -np.ones((64, 3), "int32")
-    for i in range(64):
+    x = np.zeros((n, 60, 8), "float32")
+    y = -np.ones((n, 3), "int32")
+    for i in range(n):
         labels = rng.integers(0, 4, size=rng.integers(1, 4))
         for k, label in enumerate(labels):
             x[i, 6 + 18 * k: 12 + 18 * k, label] = 1.0
             x[i, :, 7] += 0.01  # no frame is all zeros inside the clip
             y[i, k] = label
+    return x, y
+
+
+def test_speech_model_learns_a_toy_ctc_task_and_prunes_its_bigrus():
+    x, y = toy_ctc_data()
     keras.utils.set_random_seed(0)
     model = models.speech_model(8, 4, units=16, layers=1, conv_filters=16)
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
@@ -60,3 +65,130 @@ def test_speech_model_bad_arguments():
         models.speech_model(40, 10, rnn="transformer")
     with pytest.raises(ValueError, match="units=0"):
         models.speech_model(40, 10, units=0)
+
+
+def test_alphabet_round_trip_and_errors():
+    alphabet = models.Alphabet.from_transcripts(["3 9 1", "7"])
+    assert alphabet.characters == " 1379" and len(alphabet) == 5
+    assert alphabet.encode("3 1") == [2, 0, 1]
+    assert alphabet.decode([2, 0, 1]) == "3 1"
+    assert models.Alphabet(**alphabet.get_config()).characters == " 1379"
+    with pytest.raises(ValueError, match="'x' in the transcript '3x'"):
+        alphabet.encode("3x")
+    with pytest.raises(ValueError, match=r"Labels \[5\] are outside"):
+        alphabet.decode([5])
+    with pytest.raises(ValueError, match=r"\['a'\] repeat"):
+        models.Alphabet("aba")
+    with pytest.raises(ValueError, match="characters=''"):
+        models.Alphabet("")
+
+
+def test_error_rates_callback_logs_cer_and_wer_matching_a_direct_computation():
+    import tensorflow as tf
+
+    x, y = toy_ctc_data(32)
+    alphabet = models.Alphabet("abcd")
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    keras.utils.set_random_seed(0)
+    model = models.speech_model(8, 4, units=8, layers=1, conv_filters=8)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    callback = models.ErrorRates(dataset, alphabet, frequency=2)
+    history = model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[callback])
+    # Epochs 2 and 3 (the last) are evaluated; epoch 1 is not.
+    assert len(history.history["val_cer"]) == 2 and len(history.history["val_wer"]) == 2
+    hypotheses = ["".join("abcd"[i] for i in h) for h in model.decode(x)]
+    references = ["".join("abcd"[v] for v in row if v >= 0) for row in y]
+    assert history.history["val_cer"][-1] == pytest.approx(
+        models.error_rate(hypotheses, references))
+    rates = models.error_rates(model, dataset, alphabet)
+    assert rates["cer"] == pytest.approx(history.history["val_cer"][-1])
+    with pytest.raises(ValueError, match="frequency=0"):
+        models.ErrorRates(dataset, alphabet, frequency=0)
+    with pytest.raises(ValueError, match="dataset=ndarray"):
+        models.ErrorRates(x, alphabet)
+
+
+def test_perplexity_is_exp_of_mean_cross_entropy():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(3, 5, 7)).astype("float32")
+    labels = rng.integers(0, 7, size=(3, 5))
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    expected = np.exp(-np.take_along_axis(log_probs, labels[..., None], -1).mean())
+    metric = models.Perplexity()
+    metric.update_state(labels[:2], logits[:2])
+    metric.update_state(labels[2:], logits[2:])
+    assert float(metric.result()) == pytest.approx(expected, rel=1e-5)
+    metric.reset_state()
+    metric.update_state(labels, np.full((3, 5, 7), 0.0, "float32"))
+    assert float(metric.result()) == pytest.approx(7.0, rel=1e-5)  # uniform over 7 words
+    assert models.Perplexity.from_config(metric.get_config()).from_logits
+
+
+def test_language_model_learns_and_prunes_lstm_and_output():
+    from tf_gradual_prune import datasets
+
+    # A repeating "sentence": perfectly predictable after one pass.
+    ids = np.tile(np.arange(12), 200)
+    x, y = datasets.lm_batches(ids, batch_size=4, steps=10)
+    keras.utils.set_random_seed(0)
+    model = models.language_model(12, units=16, stateful=True, batch_size=4, steps=10)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=[models.Perplexity()])
+    schedule = RampedThresholdSchedule(20, 60, 120, 5, target_sparsity=0.5)
+    pruning = GradualPruning(schedule, weights=("recurrent", "dense"))
+    history = model.fit(x, y, batch_size=4, epochs=6, shuffle=False, verbose=0,
+                        callbacks=[pruning, models.ResetStates()])
+    assert history.history["perplexity"][-1] < 1.5
+    names = {item.name for item in find_prunable_weights(model, weights=("recurrent", "dense"))}
+    assert any("logits" in n for n in names) and sum("lstm" in n for n in names) == 4
+    assert history.history["sparsity"][-1] == pytest.approx(0.5, abs=0.02)
+
+
+def test_language_model_tied_weights_and_errors():
+    model = models.language_model(50, units=8, tie_weights=True)
+    assert not any(w.name == "kernel" and "logits" in w.path for w in model.weights)
+    assert model(np.zeros((2, 5), "int32")).shape == (2, 5, 50)
+    with pytest.raises(ValueError, match="batch_size=None, steps=None"):
+        models.language_model(50, stateful=True)
+    with pytest.raises(ValueError, match="dropout=1.5"):
+        models.language_model(50, dropout=1.5)
+
+
+def test_reset_states_starts_every_epoch_from_zeros():
+    model = models.language_model(10, units=4, stateful=True, batch_size=2, steps=3)
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = np.ones((2, 3), "int32")
+    first = model.predict(x, batch_size=2, verbose=0)
+    second = model.predict(x, batch_size=2, verbose=0)
+    assert not np.allclose(first, second)  # the state carried over
+    callback = models.ResetStates()
+    callback.set_model(model)
+    callback.on_epoch_begin(0)
+    np.testing.assert_allclose(model.predict(x, batch_size=2, verbose=0), first, atol=1e-6)
+
+
+def test_speech_model_l1_regularizer_enters_the_loss_and_shrinks_kernels():
+    x, y = toy_ctc_data(32)
+    norms = {}
+    for name, regularizer in (("plain", None), ("l1", keras.regularizers.L1(1e-2))):
+        keras.utils.set_random_seed(0)
+        model = models.speech_model(8, 4, units=8, layers=1, conv_filters=8,
+                                    regularizer=regularizer)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2))
+        model.fit(x, y, batch_size=8, epochs=3, verbose=0)
+        kernels = [item.variable for item in find_prunable_weights(model)]
+        norms[name] = float(np.mean([np.abs(keras.ops.convert_to_numpy(k)).mean()
+                                     for k in kernels]))
+        assert bool(model.losses) == (regularizer is not None)
+    assert norms["l1"] < 0.85 * norms["plain"]  # measured 0.160 vs 0.204
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [(dict(vocabulary_size=1), "vocabulary_size=1"), (dict(vocabulary_size=10, units=0), "units=0"),
+     (dict(vocabulary_size=10, layers=0), "layers=0")],
+)
+def test_language_model_bad_sizes(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        models.language_model(**kwargs)

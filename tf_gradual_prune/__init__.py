@@ -16,7 +16,7 @@ from tf_gradual_prune.masking import sparsity_table
 from tf_gradual_prune.runtime import LiteRTRunner
 from tf_gradual_prune.schedules import RampedThresholdSchedule
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "ExportReport",

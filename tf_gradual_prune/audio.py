@@ -63,7 +63,10 @@ class AudioFeatures:
     `decode(path)` reads a WAV or FLAC file as mono float32 in [-1, 1] at
     `sample_rate` (resampling with `tfio.audio.resample` when the file's rate
     differs). `log_mel(audio)` computes `tfio.audio.spectrogram` ->
-    `melscale` -> `dbscale`, shape `(frames, num_mel_bins)`, and
+    `melscale` -> `dbscale`, shape `(frames, num_mel_bins)`, then (with
+    `normalize`) standardises each mel bin over the utterance (cepstral
+    mean and variance normalisation, which removes much of the speaker and
+    channel); `extract(waves)` does it for a list with a progress bar; and
     `spec_augment(features)` applies `freq_mask` and `time_mask`.
 
     Args:
@@ -74,10 +77,12 @@ class AudioFeatures:
         top_db: Float. Dynamic range kept by `dbscale`. Defaults to `80`.
         freq_mask, time_mask: Integers, SpecAugment's largest mask widths
             (mel bins, frames). Defaults to `8` and `10`.
+        normalize: Boolean. Standardise each mel bin per utterance.
+            Defaults to `True`.
     """
 
     def __init__(self, sample_rate=8000, num_mel_bins=40, frame_ms=25, step_ms=10,
-                 top_db=80.0, freq_mask=8, time_mask=10):
+                 top_db=80.0, freq_mask=8, time_mask=10, normalize=True):
         for name, value in (("sample_rate", sample_rate), ("num_mel_bins", num_mel_bins),
                             ("frame_ms", frame_ms), ("step_ms", step_ms)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -89,12 +94,17 @@ class AudioFeatures:
         self.sample_rate, self.num_mel_bins = int(sample_rate), int(num_mel_bins)
         self.frame_ms, self.step_ms = int(frame_ms), int(step_ms)
         self.top_db, self.freq_mask, self.time_mask = float(top_db), int(freq_mask), int(time_mask)
+        if not isinstance(normalize, bool):
+            raise ValueError(f"`normalize` must be True or False. Received: normalize={normalize!r}")
+        self.normalize = normalize
+        self._log_mel = None
 
     def get_config(self):
         return {
             "sample_rate": self.sample_rate, "num_mel_bins": self.num_mel_bins,
             "frame_ms": self.frame_ms, "step_ms": self.step_ms, "top_db": self.top_db,
             "freq_mask": self.freq_mask, "time_mask": self.time_mask,
+            "normalize": self.normalize,
         }
 
     @property
@@ -137,12 +147,42 @@ class AudioFeatures:
 
     def log_mel(self, audio):
         """Log-mel features `(frames, num_mel_bins)` of a 1-D waveform."""
-        tfio = require_tfio()
-        nfft = 1 << (self.window - 1).bit_length()
-        spectrum = tfio.audio.spectrogram(audio, nfft=nfft, window=self.window, stride=self.stride)
-        mel = tfio.audio.melscale(spectrum, rate=self.sample_rate, mels=self.num_mel_bins,
-                                  fmin=20, fmax=self.sample_rate // 2)
-        return tfio.audio.dbscale(mel, top_db=self.top_db)
+        if self._log_mel is None:
+            tfio = require_tfio()
+            nfft = 1 << (self.window - 1).bit_length()
+
+            @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+            def compute(wave):
+                spectrum = tfio.audio.spectrogram(wave, nfft=nfft, window=self.window,
+                                                  stride=self.stride)
+                mel = tfio.audio.melscale(spectrum, rate=self.sample_rate,
+                                          mels=self.num_mel_bins, fmin=20,
+                                          fmax=self.sample_rate // 2)
+                mel = tfio.audio.dbscale(mel, top_db=self.top_db)
+                if self.normalize:
+                    mean, variance = tf.nn.moments(mel, axes=[0], keepdims=True)
+                    mel = (mel - mean) / tf.sqrt(variance + 1e-3)
+                return mel
+
+            self._log_mel = compute
+        return self._log_mel(tf.cast(audio, tf.float32))
+
+    def extract(self, waves, verbose=True):
+        """`log_mel` of each waveform in a list, as float32 numpy arrays.
+
+        Args:
+            waves: List of 1-D float arrays at `sample_rate`.
+            verbose: Boolean. Show a progress bar.
+        """
+        import keras
+
+        bar = keras.utils.Progbar(len(waves), unit_name="clip") if verbose else None
+        out = []
+        for i, wave in enumerate(waves):
+            out.append(self.log_mel(wave).numpy())
+            if bar is not None and ((i + 1) % 100 == 0 or i + 1 == len(waves)):
+                bar.update(i + 1)
+        return out
 
     def spec_augment(self, features):
         """One frequency and one time mask (Park et al. 2019), for training."""

@@ -23,6 +23,7 @@ How the sparsity survives conversion:
 import contextlib
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -137,7 +138,7 @@ class ExportReport:
     __repr__ = __str__
 
 
-def _input_specs(model):
+def _input_specs(model, input_shape=None):
     import tensorflow as tf
 
     inputs = getattr(model, "inputs", None)
@@ -146,14 +147,34 @@ def _input_specs(model):
             f"Model {model.name!r} has no known inputs: build it with "
             "`keras.Input` (a Sequential or functional model)."
         )
+    shapes = input_shape
+    if shapes is not None and (not shapes or not isinstance(shapes[0], (tuple, list))):
+        shapes = [shapes]
+    if shapes is not None and len(shapes) != len(inputs):
+        raise ValueError(
+            f"`input_shape` must give one shape per model input ({len(inputs)}). "
+            f"Received: input_shape={input_shape!r}"
+        )
     specs = []
-    for tensor in inputs:
+    for i, tensor in enumerate(inputs):
         shape = tuple(tensor.shape[1:])
+        if shapes is not None:
+            fixed = tuple(shapes[i])
+            if len(fixed) != len(shape) or any(
+                    d is not None and d != f for d, f in zip(shape, fixed)) or any(
+                    not isinstance(f, int) or f < 1 for f in fixed):
+                raise ValueError(
+                    f"`input_shape` {fixed} does not fit input {tensor.name!r} of shape "
+                    f"{shape} (without the batch; give a positive size for every "
+                    f"dimension). Received: input_shape={input_shape!r}"
+                )
+            shape = fixed
         if any(d is None for d in shape):
             raise ValueError(
                 f"Input {tensor.name!r} has shape {tuple(tensor.shape)}: the "
                 "export needs fixed sizes besides the batch (TFLite runs "
-                "batch 1 with static shapes)."
+                "batch 1 with static shapes); pass `input_shape`, e.g. "
+                f"input_shape={tuple(100 if d is None else d for d in shape)}."
             )
         specs.append(tf.TensorSpec((1,) + shape, tensor.dtype or "float32"))
     return specs
@@ -362,6 +383,7 @@ def export_tflite(
     sample_inputs=None,
     tolerance=None,
     metadata=None,
+    input_shape=None,
 ):
     """Exports a (pruned) Keras model to `.tflite` with sparse weights.
 
@@ -370,7 +392,8 @@ def export_tflite(
     outputs, the recommended interpreter settings and your `metadata`.
 
     Args:
-        model: A built Keras 3 model with fixed input shapes (besides batch).
+        model: A built Keras 3 model (with fixed input shapes besides the
+            batch, or see `input_shape`).
         path: String path ending in `.tflite`; its folder must exist.
         quantization: `"float32"`, `"dynamic_int8"` (int8 weights, float
             activations) or `"int8"` (full integer; needs
@@ -384,6 +407,11 @@ def export_tflite(
             max |keras|)`; `None` uses `DEFAULT_TOLERANCE[quantization]`.
         metadata: JSON-serialisable dict written into the sidecar (labels,
             feature settings, ...). Defaults to `None`.
+        input_shape: Shape without the batch (a list of shapes for several
+            inputs) that fixes the model's `None` dimensions, e.g. `(300,
+            40)` for a recogniser over up to 3 s of 10-ms frames (pad
+            shorter inputs). Defaults to `None` (the model's own shapes,
+            which must then be fixed).
 
     Returns:
         An `ExportReport`; `print(report)` shows the table.
@@ -425,7 +453,7 @@ def export_tflite(
     if metadata is not None:
         json.dumps(metadata)  # fails early, with json's message, if not serialisable
 
-    specs = _input_specs(model)
+    specs = _input_specs(model, input_shape)
     representative = None
     if quantization == "int8":
         if representative_data is None:
@@ -468,7 +496,13 @@ def export_tflite(
                 os.path.join(workdir, "representative.npz"),
                 **{f"input_{i:03d}": a for i, a in enumerate(representative)},
             )
-        exported.export(saved, input_signature=specs, verbose=False)
+        tf_logger = logging.getLogger("tensorflow")
+        level = tf_logger.level
+        tf_logger.setLevel(logging.WARNING)  # "Assets written to <our temp dir>" is noise
+        try:
+            exported.export(saved, input_signature=specs, verbose=False)
+        finally:
+            tf_logger.setLevel(level)
         data, dense_data = _convert_both(workdir, quantization)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -5,7 +5,8 @@ convolutional front end (Conv1D, batch normalisation, ReLU), a stack of
 bidirectional GRU or LSTM layers, and a dense output over the vocabulary
 plus the CTC blank (the last class). `CTCModel` trains it with
 `tf.nn.ctc_loss`; `greedy_decode`, `edit_distance` and `error_rate` turn its
-outputs into character or word error rates.
+outputs into character or word error rates; `Alphabet` maps transcripts to
+label sequences and back; `ErrorRates` reports CER and WER during `fit`.
 """
 
 import keras
@@ -14,7 +15,8 @@ import tensorflow as tf
 
 
 def speech_model(num_features, vocabulary_size, rnn="gru", units=128, layers=2,
-                 conv_filters=128, conv_kernel=7, conv_stride=3, name="speech"):
+                 conv_filters=128, conv_kernel=7, conv_stride=3, regularizer=None,
+                 name="speech"):
     """A DS2-style recogniser returning per-frame logits (blank is last).
 
     Args:
@@ -26,6 +28,9 @@ def speech_model(num_features, vocabulary_size, rnn="gru", units=128, layers=2,
         conv_filters, conv_kernel, conv_stride: The front end. A stride of
             3 with batch normalisation leaves CTC's all-blank plateau
             quickly (measured: stride 2 without it stalled).
+        regularizer: Optional Keras regularizer (e.g.
+            `keras.regularizers.L1(1e-5)`) on the recurrent layers' input and
+            recurrent kernels; `CTCModel` adds it to the CTC loss.
 
     Returns:
         A `CTCModel` (compile it with an optimizer only).
@@ -42,7 +47,9 @@ def speech_model(num_features, vocabulary_size, rnn="gru", units=128, layers=2,
     x = keras.layers.BatchNormalization()(x)
     x = keras.layers.ReLU()(x)
     for _ in range(layers):
-        x = keras.layers.Bidirectional(layer(units, return_sequences=True))(x)
+        x = keras.layers.Bidirectional(layer(units, return_sequences=True,
+                                             kernel_regularizer=regularizer,
+                                             recurrent_regularizer=regularizer))(x)
     outputs = keras.layers.Dense(vocabulary_size + 1, name="logits")(x)
     model = CTCModel(inputs, outputs, name=name)
     model.conv_stride = conv_stride
@@ -89,7 +96,8 @@ class CTCModel(keras.Model):
         with tf.GradientTape() as tape:
             logits = self(features, training=True)
             loss = self._ctc(features, labels, logits)
-        grads = tape.gradient(loss, self.trainable_variables)
+            total = loss + sum(self.losses) if self.losses else loss
+        grads = tape.gradient(total, self.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
         self.loss_tracker.update_state(loss)
         return {"loss": self.loss_tracker.result()}
@@ -154,3 +162,283 @@ def error_rate(hypotheses, references):
     if total == 0:
         raise ValueError("The references are empty.")
     return sum(edit_distance(h, r) for h, r in zip(hypotheses, references)) / total
+
+
+class Alphabet:
+    """The characters a recogniser outputs, and the text <-> label mapping.
+
+    Label `i` is `characters[i]`; the CTC blank comes after the last one
+    (so a model needs `len(alphabet) + 1` outputs, which `speech_model`
+    adds).
+
+    Args:
+        characters: A string of distinct characters, e.g. `"0123456789 "`.
+
+    Example:
+
+    ```python
+    alphabet = Alphabet.from_transcripts(["3 9 1", "7"])  # " 13579" sorted
+    alphabet.encode("3 1")  # [2, 0, 1]
+    ```
+    """
+
+    def __init__(self, characters):
+        if not isinstance(characters, str) or not characters:
+            raise ValueError(
+                f"`characters` must be a non-empty string. Received: characters={characters!r}"
+            )
+        repeated = sorted({c for c in characters if characters.count(c) > 1})
+        if repeated:
+            raise ValueError(
+                f"`characters` must be distinct; {repeated} repeat. "
+                f"Received: characters={characters!r}"
+            )
+        self.characters = characters
+        self._index = {c: i for i, c in enumerate(characters)}
+
+    @classmethod
+    def from_transcripts(cls, transcripts):
+        """The sorted set of characters used in `transcripts`."""
+        return cls("".join(sorted(set("".join(transcripts)))))
+
+    def __len__(self):
+        return len(self.characters)
+
+    def __repr__(self):
+        return f"Alphabet({self.characters!r})"
+
+    def get_config(self):
+        return {"characters": self.characters}
+
+    def encode(self, text):
+        """The label list of `text`.
+
+        Raises:
+            ValueError: naming the character and the text, for a character
+                outside the alphabet.
+        """
+        try:
+            return [self._index[c] for c in text]
+        except KeyError as error:
+            raise ValueError(
+                f"The character {error.args[0]!r} in the transcript {text!r} is not in "
+                f"the alphabet {self.characters!r}."
+            ) from None
+
+    def decode(self, labels):
+        """The text of a label list (labels outside the alphabet are an error)."""
+        labels = [int(i) for i in labels]
+        bad = [i for i in labels if not 0 <= i < len(self.characters)]
+        if bad:
+            raise ValueError(
+                f"Labels {bad} are outside the alphabet (0..{len(self.characters) - 1})."
+            )
+        return "".join(self.characters[i] for i in labels)
+
+
+def transcribe(model, data, alphabet):
+    """Greedy transcripts of `data` and, if it has labels, the references.
+
+    Args:
+        model: A `CTCModel`.
+        data: A `tf.data.Dataset` of `(features, labels)` batches (labels
+            padded with -1), or a features batch (array or tensor).
+        alphabet: The `Alphabet` the labels use.
+
+    Returns:
+        `(hypotheses, references)`: lists of strings (`references` is
+        `None` for features alone).
+    """
+    if isinstance(data, tf.data.Dataset):
+        hypotheses, references = [], []
+        for features, labels in data:
+            hypotheses += [alphabet.decode(h) for h in model.decode(features)]
+            references += [alphabet.decode([v for v in row if v >= 0])
+                           for row in np.asarray(labels)]
+        return hypotheses, references
+    return [alphabet.decode(h) for h in model.decode(data)], None
+
+
+def error_rates(model, dataset, alphabet):
+    """`{"cer": ..., "wer": ...}` of greedy decoding over a labelled dataset.
+
+    Words are the space-separated parts of the transcripts.
+    """
+    hypotheses, references = transcribe(model, dataset, alphabet)
+    return {
+        "cer": error_rate(hypotheses, references),
+        "wer": error_rate([h.split() for h in hypotheses], [r.split() for r in references]),
+    }
+
+
+class ErrorRates(keras.callbacks.Callback):
+    """Adds character and word error rates to the logs during `fit`.
+
+    At the end of every `frequency`-th epoch (and the last) it decodes
+    `dataset` greedily and writes `<prefix>cer` and `<prefix>wer` into the
+    epoch's logs, so they appear in the progress bar, in `History` and in
+    callbacks listed after this one (e.g. `EarlyStopping(monitor="val_cer")`).
+
+    Args:
+        dataset: A `tf.data.Dataset` of `(features, labels)` batches.
+        alphabet: The labels' `Alphabet`.
+        prefix: String. Defaults to `"val_"`.
+        frequency: Integer >= 1, in epochs. Defaults to `1`.
+    """
+
+    def __init__(self, dataset, alphabet, prefix="val_", frequency=1):
+        super().__init__()
+        if not isinstance(dataset, tf.data.Dataset):
+            raise ValueError(
+                f"`dataset` must be a tf.data.Dataset. Received: dataset={type(dataset).__name__}"
+            )
+        if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1:
+            raise ValueError(f"`frequency` must be an integer >= 1. Received: frequency={frequency!r}")
+        self.dataset, self.alphabet = dataset, alphabet
+        self.prefix, self.frequency = prefix, frequency
+
+    def on_epoch_end(self, epoch, logs=None):
+        last = epoch + 1 == self.params.get("epochs") if self.params else False
+        if logs is None or not ((epoch + 1) % self.frequency == 0 or last):
+            return
+        for name, value in error_rates(self.model, self.dataset, self.alphabet).items():
+            logs[self.prefix + name] = value
+
+
+# --- Word-level language model ---------------------------------------------
+
+
+class Perplexity(keras.metrics.Metric):
+    """Perplexity: exp of the mean cross-entropy per predicted token.
+
+    Args:
+        from_logits: Boolean. Whether predictions are logits. Defaults to
+            `True`.
+        name: String. Defaults to `"perplexity"`.
+
+    Example:
+
+    ```python
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True), metrics=[Perplexity()])
+    ```
+    """
+
+    def __init__(self, from_logits=True, name="perplexity", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.from_logits = bool(from_logits)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        losses = keras.losses.sparse_categorical_crossentropy(
+            y_true, y_pred, from_logits=self.from_logits)
+        if sample_weight is not None:
+            weights = keras.ops.cast(sample_weight, losses.dtype) * keras.ops.ones_like(losses)
+            losses = losses * weights
+            count = keras.ops.sum(weights)
+        else:
+            count = keras.ops.cast(keras.ops.size(losses), "float32")
+        self.total.assign_add(keras.ops.cast(keras.ops.sum(losses), "float32"))
+        self.count.assign_add(keras.ops.cast(count, "float32"))
+
+    def result(self):
+        return keras.ops.exp(self.total / keras.ops.maximum(self.count, 1.0))
+
+    def reset_state(self):
+        self.total.assign(0.0)
+        self.count.assign(0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "from_logits": self.from_logits}
+
+
+class TiedOutput(keras.layers.Layer):
+    """Output logits `x @ E^T + b` that share the matrix `E` of an
+    `Embedding` (Press & Wolf 2017; Inan et al. 2017). In-memory only: a
+    model with it cannot be saved to `.keras`."""
+
+    def __init__(self, embedding, **kwargs):
+        super().__init__(**kwargs)
+        self.embedding = embedding
+
+    def build(self, input_shape):
+        self.bias = self.add_weight(shape=(self.embedding.input_dim,), initializer="zeros",
+                                    name="bias")
+
+    def call(self, inputs):
+        return keras.ops.matmul(inputs, keras.ops.transpose(self.embedding.embeddings)) + self.bias
+
+
+def language_model(vocabulary_size, units=200, layers=2, dropout=0.0, tie_weights=False,
+                   batch_size=None, steps=None, stateful=False, name="language_model"):
+    """A word-level LSTM language model (Zaremba et al. 2014's shape).
+
+    Embedding (of `units` dimensions) -> `layers` LSTM layers of `units`
+    -> dense softmax over the vocabulary (logits), with dropout before,
+    between and after the LSTMs. The "small" configuration is
+    `units=200, layers=2, dropout=0`, the "medium" one `650, 2, 0.5`.
+
+    Args:
+        vocabulary_size: Integer >= 2.
+        units: Integer >= 1. LSTM units (and the embedding size).
+        layers: Integer >= 1.
+        dropout: Float in [0, 1).
+        tie_weights: Boolean. Share the embedding matrix with the output
+            layer (`TiedOutput`).
+        batch_size, steps: Integers or `None`. A stateful model needs both
+            (its state is kept per batch row).
+        stateful: Boolean. Carry the LSTM state from one batch to the next,
+            as in the standard setup (see `datasets.lm_batches` and
+            `ResetStates`).
+
+    Returns:
+        A `keras.Model` from word ids `(batch, steps)` to logits
+        `(batch, steps, vocabulary_size)`.
+    """
+    for arg, value, low in (("vocabulary_size", vocabulary_size, 2), ("units", units, 1),
+                            ("layers", layers, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"`{arg}` must be an integer >= {low}. Received: {arg}={value!r}")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
+    if stateful and (batch_size is None or steps is None):
+        raise ValueError(
+            "A stateful model needs `batch_size` and `steps`. Received: "
+            f"batch_size={batch_size!r}, steps={steps!r}"
+        )
+    inputs = keras.Input(batch_shape=(batch_size, steps), dtype="int32", name="words")
+    embedding = keras.layers.Embedding(vocabulary_size, units, name="embedding")
+    x = embedding(inputs)
+    for i in range(layers):
+        if dropout:
+            x = keras.layers.Dropout(dropout)(x)
+        x = keras.layers.LSTM(units, return_sequences=True, stateful=stateful,
+                              name=f"lstm_{i}")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout)(x)
+    if tie_weights:
+        outputs = TiedOutput(embedding, name="logits")(x)
+    else:
+        outputs = keras.layers.Dense(vocabulary_size, name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+class ResetStates(keras.callbacks.Callback):
+    """Resets a stateful model's RNN states at the start of every epoch and
+    of every evaluation, so that each pass starts from zeros and validation
+    does not continue from (or leave its state to) training."""
+
+    def _reset(self):
+        for layer in self.model._flatten_layers():
+            if isinstance(layer, keras.layers.RNN) and layer.stateful:
+                layer.reset_state()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._reset()
+
+    def on_test_begin(self, logs=None):
+        self._reset()
+
+    def on_test_end(self, logs=None):
+        self._reset()

@@ -1,0 +1,263 @@
+"""Speech: dense vs ramped-threshold pruning of a DS2-style CTC recogniser.
+
+    python benchmarks/speech_bench.py --data-dir ../shared/data [--seeds 0 1 2] [--quick]
+
+FSDD digit strings (1-7 digits), trained on five speakers and tested on the
+held-out sixth (greedy CER and WER). Rows, each over every seed:
+
+- dense model at `--units` (128) and at `--small-units` (64);
+- the `--units` model pruned to 90% (ramped threshold, calibrated);
+- the `--large-units` (256) model pruned to the non-zero count of the small
+  dense model (the paper's claim: bigger and sparse beats smaller and dense).
+
+Sparsity applies to the recurrent kernels (input and recurrent, both
+directions, every layer); the counts are of those kernels. Writes
+benchmarks/results/speech.{json,md,png} (`speech_quick.*` with --quick).
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def recurrent_size(units, layers=2, conv_filters=128):
+    """Recurrent-kernel weights of `speech_model(rnn="gru")` (both directions)."""
+    total, inputs = 0, conv_filters
+    for _ in range(layers):
+        total += 2 * (inputs * 3 * units + units * 3 * units)
+        inputs = 2 * units
+    return total
+
+
+class SpeechTask:
+    """Featurised digit strings, shared by every run of one benchmark."""
+
+    def __init__(self, data_dir, train_size, test_size, max_digits, batch_size, data_seed=0):
+        from tf_gradual_prune import audio
+        from tf_gradual_prune import datasets
+        from tf_gradual_prune import models
+
+        source = "fsdd" if data_dir else "synthetic"
+        (waves, texts), (test_waves, test_texts) = datasets.speech_digits(
+            source, data_dir=data_dir, train_size=train_size, test_size=test_size,
+            max_digits=max_digits, seed=data_seed)
+        features = audio.AudioFeatures()
+        self.source = source
+        self.alphabet = models.Alphabet("0123456789 ")
+        self.x, self.x_test = features.extract(waves), features.extract(test_waves)
+        self.y = [self.alphabet.encode(t) for t in texts]
+        self.y_test = [self.alphabet.encode(t) for t in test_texts]
+        self.batch_size = batch_size
+        self.test = audio.feature_dataset(self.x_test, self.y_test, batch_size=batch_size)
+
+    def train_dataset(self, seed):
+        from tf_gradual_prune import audio
+
+        data = audio.feature_dataset(self.x, self.y, batch_size=self.batch_size,
+                                     shuffle_seed=seed)
+        return data, sum(1 for _ in data)
+
+
+class StepSparsity:
+    """A `step -> (should_prune, sparsity)` schedule that prunes each matrix
+    to `sparsity` at the given steps only ({step: sparsity}); with the
+    callback's monotone masks, the pruned weights stay zero afterwards."""
+
+    def __init__(self, points):
+        self.points = {int(k): float(v) for k, v in points.items()}
+
+    def __call__(self, step):
+        sparsity = self.points.get(int(step))
+        return sparsity is not None, 0.0 if sparsity is None else sparsity
+
+
+#: The pruning methods `run_one` knows.
+METHODS = ("dense", "ramped", "agp", "one_shot", "prune_retrain", "l1")
+
+
+def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, verbose=2,
+            method=None, rounds=3, l1=1e-5):
+    """Trains one recogniser; returns a result row.
+
+    Methods (`target` is the final sparsity of the recurrent kernels):
+
+    - `"dense"` (or `target=None`): no pruning.
+    - `"ramped"` (default with a target): the paper's rule, calibrated, with
+      the paper's timing (`RampedThresholdSchedule.for_training`).
+    - `"agp"`: Zhu & Gupta's cubic sparsity ramp (tfmot's `PolynomialDecay`)
+      over the same window (2nd epoch to 50%), through our callback.
+    - `"one_shot"`: dense until 50% of the budget, pruned once to the
+      target by magnitude, fine-tuned for the rest.
+    - `"prune_retrain"` (Han et al. 2015): the dense budget, then `rounds`
+      rounds of pruning (to 1-(1-target)^(i/rounds)) and retraining for half
+      the budget each: it costs `1 + rounds / 2` times the steps.
+    - `"l1"`: an L1 penalty (`l1`) on the recurrent kernels throughout, pruned
+      once to the target at 80% of the budget, fine-tuned for the rest.
+    """
+    import keras
+    import tensorflow_model_optimization as tfmot
+
+    import tf_gradual_prune as tgp
+    from tf_gradual_prune import models
+
+    method = method or ("dense" if target is None else "ramped")
+    if method not in METHODS:
+        raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
+    train, steps = task.train_dataset(seed)
+    total_epochs = epochs + (rounds * (epochs // 2) if method == "prune_retrain" else 0)
+    total = epochs * steps
+    schedule = None
+    if method == "ramped":
+        schedule = tgp.RampedThresholdSchedule.for_training(
+            epochs, steps, target_sparsity=target, frequency=frequency)
+    elif method == "agp":
+        schedule = tfmot.sparsity.keras.PolynomialDecay(
+            0.0, target, begin_step=steps, end_step=total // 2, power=3, frequency=frequency)
+    elif method == "one_shot":
+        schedule = StepSparsity({total // 2: target})
+    elif method == "prune_retrain":
+        retrain = (epochs // 2) * steps
+        schedule = StepSparsity({total + i * retrain: 1 - (1 - target) ** ((i + 1) / rounds)
+                                 for i in range(rounds)})
+    elif method == "l1":
+        schedule = StepSparsity({int(0.8 * total): target})
+    keras.utils.set_random_seed(seed)
+    model = models.speech_model(task.x[0].shape[1], len(task.alphabet), units=units,
+                                regularizer=keras.regularizers.L1(l1) if method == "l1" else None)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    callbacks = [] if schedule is None else [tgp.GradualPruning(schedule, block_size=block_size)]
+    start = time.perf_counter()
+    model.fit(train.repeat(), epochs=total_epochs, steps_per_epoch=steps, callbacks=callbacks,
+              verbose=verbose, shuffle=False)
+    seconds = time.perf_counter() - start
+    rates = models.error_rates(model, task.test, task.alphabet)
+    table = tgp.sparsity_table(model, weights="recurrent")
+    return {
+        "units": units, "seed": seed, "method": method, "target": target, "cer": rates["cer"],
+        "wer": rates["wer"], "sparsity": table.sparsity,
+        "nonzeros": table.size - table.zeros, "steps": total_epochs * steps,
+        "train_seconds": seconds,
+    }
+
+
+def summarise(rows, key):
+    groups = {}
+    for row in rows:
+        groups.setdefault(row["name"], []).append(row)
+    out = []
+    for name, group in groups.items():
+        values = np.array([r[key] for r in group])
+        out.append({
+            "name": name, "n": len(group), "mean": float(values.mean()),
+            "std": float(values.std(ddof=1)) if len(group) > 1 else 0.0,
+            "sparsity": float(np.mean([r["sparsity"] for r in group])),
+            "nonzeros": int(np.mean([r["nonzeros"] for r in group])),
+            "wer": float(np.mean([r["wer"] for r in group])),
+            "steps": group[0]["steps"],
+            "seconds": float(np.mean([r["train_seconds"] for r in group])),
+        })
+    return out
+
+
+def plot(path, summary):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tf_gradual_prune import files
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for s in summary:
+        ax.errorbar(s["nonzeros"], s["mean"], yerr=s["std"], fmt="o", capsize=4,
+                    label=s["name"])
+    ax.set(xscale="log", xlabel="recurrent non-zero weights", ylabel="held-out speaker CER",
+           title="FSDD digit strings: error rate against non-zero weights")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    files.save_figure(fig, path)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", default=os.environ.get("TFGP_DATA_DIR"),
+                        help="folder with fsdd/ (default $TFGP_DATA_DIR; none: synthetic)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--units", type=int, default=128)
+    parser.add_argument("--small-units", type=int, default=64)
+    parser.add_argument("--large-units", type=int, default=256)
+    parser.add_argument("--target", type=float, default=0.9)
+    parser.add_argument("--block-size", type=int, default=1)
+    parser.add_argument("--frequency", type=int, default=20, help="steps between mask updates")
+    parser.add_argument("--train-size", type=int, default=1200)
+    parser.add_argument("--test-size", type=int, default=400)
+    parser.add_argument("--max-digits", type=int, default=7)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seeds, args.epochs, args.train_size, args.test_size = args.seeds[:1], 4, 200, 50
+        args.units, args.small_units, args.large_units, args.frequency = 32, 16, 64, 2
+    task = SpeechTask(args.data_dir, args.train_size, args.test_size, args.max_digits, 32)
+    small = recurrent_size(args.small_units)
+    large_target = 1 - small / recurrent_size(args.large_units)
+    configs = [
+        (f"dense GRU({args.units})", args.units, None),
+        (f"ramped GRU({args.units}) {args.target:.0%}", args.units, args.target),
+        (f"dense GRU({args.small_units})", args.small_units, None),
+        (f"ramped GRU({args.large_units}) {large_target:.1%}", args.large_units, large_target),
+    ]
+    rows = []
+    for seed in args.seeds:
+        for name, units, target in configs:
+            print(f"== {name}, seed {seed}", flush=True)
+            row = run_one(task, units, args.epochs, seed, target, args.block_size,
+                          args.frequency)
+            row["name"] = name
+            rows.append(row)
+            print(f"   CER {row['cer']:.4f}  WER {row['wer']:.4f}  sparsity "
+                  f"{row['sparsity']:.3f}  non-zeros {row['nonzeros']:,}  "
+                  f"{row['train_seconds']:.0f} s", flush=True)
+    summary = summarise(rows, "cer")
+    lines = [
+        f"FSDD digit strings ({task.source}; 1-{args.max_digits} digits, "
+        f"{args.train_size} training strings from five speakers, {args.test_size} test "
+        f"strings from the held-out speaker), {args.epochs} epochs, seeds {args.seeds}; "
+        "greedy decoding. Mean ± sample std over seeds.",
+        "",
+        "| model | CER | WER | recurrent sparsity | recurrent non-zeros | steps | train s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in summary:
+        lines.append(f"| {s['name']} | {s['mean']:.4f} ± {s['std']:.4f} | {s['wer']:.4f} | "
+                     f"{s['sparsity']:.3f} | {s['nonzeros']:,} | {s['steps']} | "
+                     f"{s['seconds']:.0f} |")
+    dense, pruned, dense_small, pruned_large = summary
+    lines += [
+        "",
+        f"- {pruned['name']} vs {dense['name']}: CER {pruned['mean'] / dense['mean'] - 1:+.1%} "
+        "relative (target: within +10%).",
+        f"- {pruned_large['name']} ({pruned_large['nonzeros']:,} non-zeros) vs "
+        f"{dense_small['name']} ({dense_small['nonzeros']:,}): CER "
+        f"{pruned_large['mean']:.4f} vs {dense_small['mean']:.4f} (target: lower).",
+    ]
+    markdown = "\n".join(lines)
+    print("\n" + markdown)
+    prefix = os.path.join(HERE, "results", "speech_quick" if args.quick else "speech")
+    common.save_results(prefix, " ".join(["python", "benchmarks/speech_bench.py"] + (argv or sys.argv[1:])),
+                        vars(args), rows, markdown)
+    plot(prefix + ".png", summary)
+    print(f"saved {prefix}.json, .md and .png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
