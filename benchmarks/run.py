@@ -2,9 +2,10 @@
 
     python benchmarks/run.py [--quick] [--data-dir ../shared/data] [name ...]
 
-Names: training, tflite, calibration, tuning (default: all, in that order).
-Each writes its JSON, Markdown and PNG into benchmarks/results/ (with
-`--quick`, files named `*_quick.*`, so the committed results stay).
+Names: training, tflite, calibration, tuning, speech, lm, compare (default:
+all, in that order). Each writes its JSON, Markdown and PNG into benchmarks/results/
+(with `--quick`, files named `*_quick.*`, so the committed results stay);
+then `report.py` assembles docs/results.md.
 """
 
 import argparse
@@ -18,8 +19,11 @@ SCRIPTS = {
     "tflite": "tflite_bench.py",
     "calibration": "calibration_bench.py",
     "tuning": "tuning_search.py",
+    "speech": "speech_bench.py",
+    "lm": "lm_bench.py",
+    "compare": "compare.py",
 }
-TAKES_DATA = {"calibration", "tuning"}
+TAKES_DATA = {"calibration", "tuning", "speech", "lm", "compare"}
 
 
 def main(argv=None):
@@ -44,6 +48,8 @@ def main(argv=None):
         if subprocess.run(command).returncode != 0:
             failed.append(name)
         print(f"== {name}: {time.perf_counter() - start:.0f} s", flush=True)
+    if not args.quick:
+        subprocess.run([sys.executable, os.path.join(here, "report.py")], check=False)
     if failed:
         print(f"failed: {failed}", file=sys.stderr)
         return 1

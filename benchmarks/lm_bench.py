@@ -1,0 +1,235 @@
+"""Beyond speech: word-level LSTM language models on Penn Treebank, dense vs sparse.
+
+    python benchmarks/lm_bench.py --data-dir ../shared/data [--epochs 4] [--quick]
+
+Zaremba et al. 2014's "small" model (2 x LSTM(200), no dropout, SGD lr 1
+with gradient-norm clipping at 5, batch 20 x 35 steps, stateful) trained
+for `--epochs` (the paper: 13; the learning rate halves every epoch after
+the first 4/13 of the budget, as theirs does after epoch 4). Rows, all at the
+same budget and seed:
+
+- dense small model;
+- ramped threshold (this project) and AGP (Zhu & Gupta's polynomial ramp,
+  tfmot's `PolynomialDecay` through our callback) at each `--targets`
+  sparsity, on the LSTM kernels and the output layer;
+- a `--large-units` model pruned (ramped threshold) to the non-zero count of
+  the dense small model's LSTM + output matrices.
+
+Every model is exported with `export_tflite` (float32, sparse encoding; a
+stateless batch-1 twin over 35 words) and its size reported. Writes
+benchmarks/results/lm.{json,md,png} (`lm_quick.*` with --quick).
+"""
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PRUNED = ("recurrent", "dense")
+
+
+def pruned_size(units, vocabulary, layers=2):
+    """Weights in the LSTM kernels and the output matrix."""
+    return layers * (units * 4 * units * 2) + units * vocabulary
+
+
+def zaremba_sgd(epochs, steps, window):
+    """Zaremba et al.'s SGD for our mean-per-word loss.
+
+    Their learning rate 1 and global gradient-norm clip 5 apply to the loss
+    summed over the `window` unrolled steps (averaged over the batch), which
+    is `window` times ours: so lr `window` and clip `5 / window` here, the
+    same updates. Their decay, scaled to the budget: halve every epoch after
+    round(4/13 of the epochs) (at least one epoch at the full rate).
+    """
+    import keras
+
+    flat = max(1, round(epochs * 4 / 13))
+    boundaries = [steps * e for e in range(flat, epochs)]
+    values = [window * 0.5 ** i for i in range(len(boundaries) + 1)]
+    rate = (keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+            if boundaries else float(window))
+    return keras.optimizers.SGD(rate, global_clipnorm=5.0 / window)
+
+
+def evaluate(model, x, y, batch_size):
+    import keras
+
+    from tf_gradual_prune import models
+
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.RNN) and layer.stateful:
+            layer.reset_state()
+    metric = models.Perplexity()
+    for start in range(0, len(x), batch_size):
+        logits = model(x[start: start + batch_size], training=False)
+        metric.update_state(y[start: start + batch_size], logits)
+    return float(metric.result())
+
+
+def export_size(model, vocabulary, units, steps):
+    """Size of the float32 .tflite of a stateless batch-1 twin."""
+    import tf_gradual_prune as tgp
+    from tf_gradual_prune import models
+
+    twin = models.language_model(vocabulary, units, steps=steps)
+    twin.set_weights(model.get_weights())
+    sample = np.random.default_rng(0).integers(0, vocabulary, (2, steps)).astype("int32")
+    with tempfile.TemporaryDirectory() as folder:
+        report = tgp.export_tflite(twin, os.path.join(folder, "lm.tflite"), sample_inputs=sample)
+    return report.size_bytes
+
+
+def run_one(corpus_batches, vocabulary, units, epochs, method, target, seed, args):
+    import keras
+    import tensorflow_model_optimization as tfmot
+
+    import tf_gradual_prune as tgp
+    from tf_gradual_prune import models
+
+    (x, y), (xv, yv), (xt, yt) = corpus_batches
+    steps = len(x) // args.batch_size
+    keras.utils.set_random_seed(seed)
+    model = models.language_model(vocabulary, units, stateful=True,
+                                  batch_size=args.batch_size, steps=args.steps)
+    model.compile(optimizer=zaremba_sgd(epochs, steps, args.steps),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=[models.Perplexity()])
+    callbacks = [models.ResetStates()]
+    frequency = args.frequency
+    if method == "ramped":
+        schedule = tgp.RampedThresholdSchedule.for_training(
+            epochs, steps, target_sparsity=target, frequency=frequency)
+        callbacks.append(tgp.GradualPruning(schedule, weights=PRUNED))
+    elif method == "agp":
+        # The same window as the paper's timing: from epoch 2 to 50% of training.
+        schedule = tfmot.sparsity.keras.PolynomialDecay(
+            0.0, target, begin_step=steps, end_step=int(0.5 * epochs * steps),
+            power=3, frequency=frequency)
+        callbacks.append(tgp.GradualPruning(schedule, weights=PRUNED))
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=args.batch_size, epochs=epochs, shuffle=False,
+              callbacks=callbacks, verbose=2)
+    seconds = time.perf_counter() - start
+    table = tgp.sparsity_table(model, weights=PRUNED)
+    return {
+        "units": units, "method": method, "target": target, "seed": seed,
+        "valid_perplexity": evaluate(model, xv, yv, args.batch_size),
+        "test_perplexity": evaluate(model, xt, yt, args.batch_size),
+        "sparsity": table.sparsity, "nonzeros": table.size - table.zeros,
+        "parameters": int(model.count_params()),
+        "tflite_bytes": export_size(model, vocabulary, units, args.steps),
+        "steps": epochs * steps, "train_seconds": seconds,
+    }
+
+
+def plot(path, rows):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tf_gradual_prune import files
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    dense = [r for r in rows if r["method"] == "dense"]
+    for method, marker in (("ramped", "o"), ("agp", "s")):
+        points = sorted((r["sparsity"], r["test_perplexity"]) for r in rows
+                        if r["method"] == method and r["name"].startswith(method))
+        if points:
+            ax.plot(*zip(*points), marker=marker, label=method)
+    for r in dense:
+        ax.axhline(r["test_perplexity"], color="gray", ls="--", label=r["name"])
+    for r in rows:
+        if r["name"].startswith("large"):
+            ax.plot(r["sparsity"], r["test_perplexity"], "*", ms=12, label=r["name"])
+    ax.set(xlabel="sparsity of LSTM + output matrices", ylabel="test perplexity",
+           title="PTB word-level LM: perplexity against sparsity")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    files.save_figure(fig, path)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", default=os.environ.get("TFGP_DATA_DIR"))
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--units", type=int, default=200)
+    parser.add_argument("--large-units", type=int, default=400)
+    parser.add_argument("--targets", type=float, nargs="+", default=[0.8, 0.9, 0.95])
+    parser.add_argument("--methods", nargs="+", default=["ramped", "agp"])
+    parser.add_argument("--frequency", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=35)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true",
+                        help="the first 60k training words, small models, 4 epochs")
+    args = parser.parse_args(argv)
+    from tf_gradual_prune import datasets
+
+    corpus = datasets.ptb(args.data_dir)
+    train = corpus.train
+    if args.quick:
+        train, args.units, args.large_units, args.frequency = train[:60000], 32, 64, 10
+        args.targets, args.epochs = [0.9], 4
+    vocabulary = len(corpus.vocabulary)
+    batches = tuple(datasets.lm_batches(ids, args.batch_size, args.steps)
+                    for ids in (train, corpus.valid, corpus.test))
+    large_target = 1 - pruned_size(args.units, vocabulary) / pruned_size(args.large_units,
+                                                                        vocabulary)
+    configs = [(f"dense {args.units}", args.units, "dense", None)]
+    for method in args.methods:
+        for target in args.targets:
+            configs.append((f"{method} {args.units} {target:.0%}", args.units, method, target))
+    configs.append((f"large {args.large_units} ramped {large_target:.1%}", args.large_units,
+                    "ramped", large_target))
+    rows = []
+    for name, units, method, target in configs:
+        print(f"== {name}", flush=True)
+        row = run_one(batches, vocabulary, units, args.epochs, method, target, args.seed, args)
+        row["name"] = name
+        rows.append(row)
+        print(f"   valid {row['valid_perplexity']:.1f}  test {row['test_perplexity']:.1f}  "
+              f"sparsity {row['sparsity']:.3f}  non-zeros {row['nonzeros']:,}  "
+              f"tflite {row['tflite_bytes'] / 2**20:.1f} MiB  {row['train_seconds']:.0f} s",
+              flush=True)
+    dense = rows[0]
+    lines = [
+        f"PTB word level ({len(train):,} training words), 2-layer LSTM, batch "
+        f"{args.batch_size} x {args.steps} steps, stateful, Zaremba SGD (lr 1, global clip 5; halved per epoch "
+        f"after {max(1, round(args.epochs * 4 / 13))}), no dropout; "
+        f"{args.epochs} epochs ({dense['steps']:,} steps), seed {args.seed}. Pruned: LSTM "
+        "kernels + output layer; the embedding stays dense.",
+        "",
+        "| model | valid ppl | test ppl | vs dense | sparsity | non-zeros (LSTM + output) "
+        "| parameters | .tflite MiB | train min |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['name']} | {r['valid_perplexity']:.1f} | {r['test_perplexity']:.1f} | "
+            f"{r['test_perplexity'] / dense['test_perplexity'] - 1:+.1%} | {r['sparsity']:.3f} | "
+            f"{r['nonzeros']:,} | {r['parameters']:,} | {r['tflite_bytes'] / 2**20:.1f} | "
+            f"{r['train_seconds'] / 60:.1f} |")
+    total = sum(r["train_seconds"] for r in rows) / 60
+    lines += ["", f"Wall time for all rows: {total:.0f} min on {os.cpu_count()} CPU cores."]
+    markdown = "\n".join(lines)
+    print("\n" + markdown)
+    prefix = os.path.join(HERE, "results", "lm_quick" if args.quick else "lm")
+    common.save_results(prefix, " ".join(["python", "benchmarks/lm_bench.py"]
+                                         + (argv or sys.argv[1:])), vars(args), rows, markdown)
+    plot(prefix + ".png", rows)
+    print(f"saved {prefix}.json, .md and .png")
+    return 0 if all(math.isfinite(r["test_perplexity"]) for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
