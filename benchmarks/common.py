@@ -3,6 +3,8 @@
 import json
 import os
 import platform
+import subprocess
+import sys
 
 from tf_gradual_prune import files
 
@@ -34,3 +36,43 @@ def save_results(prefix, command, settings, rows, markdown):
     }
     files.write_atomic(prefix + ".json", json.dumps(meta, indent=2))
     files.write_atomic(prefix + ".md", markdown + "\n")
+
+
+def finished_rows(path, settings, same_run, key=lambda row: row["name"]):
+    """Rows saved at `path` by an earlier run, for `--resume`.
+
+    Returns `{key(row): row}` when every setting named in `same_run` (the
+    ones that change what a row measures) equals `settings`' value, else
+    `{}` (and says why).
+    """
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        earlier = json.load(f)
+    changed = [name for name in same_run if earlier["settings"].get(name) != settings[name]]
+    if changed:
+        print(f"not resuming from {path}: it was run with other {', '.join(changed)}",
+              flush=True)
+        return {}
+    return {key(row): row for row in earlier["rows"]}
+
+
+def in_subprocess(module, function, *args):
+    """Runs `module.function(*args)` (a benchmarks/ script) in a fresh Python.
+
+    For code that must not share a process with this one (tfmot on
+    tf_keras). Returns the function's JSON-serialisable result.
+    """
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); "
+        f"import {module} as m; "
+        f"print('RESULT' + json.dumps(m.{function}(*json.loads(sys.argv[2]))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, os.path.dirname(os.path.abspath(__file__)), json.dumps(args)],
+        capture_output=True, text=True,
+    )
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT"):
+            return json.loads(line[len("RESULT"):])
+    raise RuntimeError(f"{module}.{function}{tuple(args)} failed:\n{done.stderr[-3000:]}")

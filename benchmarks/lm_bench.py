@@ -1,6 +1,6 @@
 """Beyond speech: word-level LSTM language models on Penn Treebank, dense vs sparse.
 
-    python benchmarks/lm_bench.py --data-dir ../shared/data [--epochs 4] [--quick]
+    python benchmarks/lm_bench.py --data-dir ../shared/data [--epochs 4] [--quick] [--resume]
 
 Zaremba et al. 2014's "small" model (2 x LSTM(200), no dropout, SGD lr 1
 with gradient-norm clipping at 5, batch 20 x 35 steps, stateful) trained
@@ -158,6 +158,38 @@ def plot(path, rows):
     files.save_figure(fig, path)
 
 
+def table(rows, words, args):
+    """The Markdown table of `rows`, against the first (dense) row."""
+    dense = rows[0]
+    lines = [
+        f"PTB word level ({words:,} training words), 2-layer LSTM, batch "
+        f"{args.batch_size} x {args.steps} steps, stateful, Zaremba SGD (lr 1, global clip 5; "
+        f"halved per epoch after {max(1, round(args.epochs * 4 / 13))}), no dropout; "
+        f"{args.epochs} epochs ({dense['steps']:,} steps), seed {args.seed}. Pruned: LSTM "
+        "kernels + output layer; the embedding stays dense.",
+        "",
+        "| model | valid ppl | test ppl | vs dense | sparsity | non-zeros (LSTM + output) "
+        "| parameters | .tflite MiB | train min |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['name']} | {r['valid_perplexity']:.1f} | {r['test_perplexity']:.1f} | "
+            f"{r['test_perplexity'] / dense['test_perplexity'] - 1:+.1%} | {r['sparsity']:.3f} | "
+            f"{r['nonzeros']:,} | {r['parameters']:,} | {r['tflite_bytes'] / 2**20:.1f} | "
+            f"{r['train_seconds'] / 60:.1f} |")
+    total = sum(r["train_seconds"] for r in rows) / 60
+    lines += ["", f"Training time summed over the rows: {total:.0f} min on "
+              f"{os.cpu_count()} CPU cores."]
+    return "\n".join(lines)
+
+
+# Settings that change what a row measures; --resume reuses a row only when
+# all of them match.
+SAME_RUN = ("epochs", "units", "large_units", "frequency", "batch_size", "steps", "seed",
+            "quick")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", default=os.environ.get("TFGP_DATA_DIR"))
@@ -172,6 +204,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true",
                         help="the first 60k training words, small models, 4 epochs")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the rows of the saved results run with the same settings")
     args = parser.parse_args(argv)
     from tf_gradual_prune import datasets
 
@@ -191,8 +225,16 @@ def main(argv=None):
             configs.append((f"{method} {args.units} {target:.0%}", args.units, method, target))
     configs.append((f"large {args.large_units} ramped {large_target:.1%}", args.large_units,
                     "ramped", large_target))
+    prefix = os.path.join(HERE, "results", "lm_quick" if args.quick else "lm")
+    command = " ".join(["python", "benchmarks/lm_bench.py"] + (argv or sys.argv[1:]))
+    earlier = (common.finished_rows(prefix + ".json", vars(args), SAME_RUN)
+               if args.resume else {})
     rows = []
     for name, units, method, target in configs:
+        if name in earlier:
+            print(f"== {name}: reused from {prefix}.json (same settings)", flush=True)
+            rows.append(earlier[name])
+            continue
         print(f"== {name}", flush=True)
         row = run_one(batches, vocabulary, units, args.epochs, method, target, args.seed, args)
         row["name"] = name
@@ -201,31 +243,12 @@ def main(argv=None):
               f"sparsity {row['sparsity']:.3f}  non-zeros {row['nonzeros']:,}  "
               f"tflite {row['tflite_bytes'] / 2**20:.1f} MiB  {row['train_seconds']:.0f} s",
               flush=True)
-    dense = rows[0]
-    lines = [
-        f"PTB word level ({len(train):,} training words), 2-layer LSTM, batch "
-        f"{args.batch_size} x {args.steps} steps, stateful, Zaremba SGD (lr 1, global clip 5; halved per epoch "
-        f"after {max(1, round(args.epochs * 4 / 13))}), no dropout; "
-        f"{args.epochs} epochs ({dense['steps']:,} steps), seed {args.seed}. Pruned: LSTM "
-        "kernels + output layer; the embedding stays dense.",
-        "",
-        "| model | valid ppl | test ppl | vs dense | sparsity | non-zeros (LSTM + output) "
-        "| parameters | .tflite MiB | train min |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['name']} | {r['valid_perplexity']:.1f} | {r['test_perplexity']:.1f} | "
-            f"{r['test_perplexity'] / dense['test_perplexity'] - 1:+.1%} | {r['sparsity']:.3f} | "
-            f"{r['nonzeros']:,} | {r['parameters']:,} | {r['tflite_bytes'] / 2**20:.1f} | "
-            f"{r['train_seconds'] / 60:.1f} |")
-    total = sum(r["train_seconds"] for r in rows) / 60
-    lines += ["", f"Wall time for all rows: {total:.0f} min on {os.cpu_count()} CPU cores."]
-    markdown = "\n".join(lines)
+        # Saved after every row, so that an interrupted run resumes with --resume.
+        common.save_results(prefix, command, vars(args), rows,
+                            table(rows, len(train), args))
+    markdown = table(rows, len(train), args)
     print("\n" + markdown)
-    prefix = os.path.join(HERE, "results", "lm_quick" if args.quick else "lm")
-    common.save_results(prefix, " ".join(["python", "benchmarks/lm_bench.py"]
-                                         + (argv or sys.argv[1:])), vars(args), rows, markdown)
+    common.save_results(prefix, command, vars(args), rows, markdown)
     plot(prefix + ".png", rows)
     print(f"saved {prefix}.json, .md and .png")
     return 0 if all(math.isfinite(r["test_perplexity"]) for r in rows) else 1

@@ -15,10 +15,8 @@ Writes `training.json`, `training.md` and `training.png` into `--output-dir`.
 """
 
 import argparse
-import json
 import os
 import resource
-import subprocess
 import sys
 import time
 
@@ -135,22 +133,6 @@ def measure_tfmot(kind, units, seq, rounds, steps, frequency):
     return {"plain_ms": medians["plain"], "pruned_ms": medians["pruned"]}
 
 
-def in_subprocess(function, *args):
-    """Runs `function(*args)` in a fresh Python; returns its JSON result."""
-    code = (
-        "import json, sys; sys.path.insert(0, sys.argv[1]); import training_bench as b; "
-        f"print('RESULT' + json.dumps(b.{function}(*json.loads(sys.argv[2]))))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code, os.path.dirname(os.path.abspath(__file__)), json.dumps(args)],
-        capture_output=True, text=True,
-    )
-    for line in done.stdout.splitlines():
-        if line.startswith("RESULT"):
-            return json.loads(line[len("RESULT"):])
-    raise RuntimeError(f"{function}{args} failed:\n{done.stderr[-3000:]}")
-
-
 def summarise(result):
     import numpy as np
 
@@ -165,7 +147,7 @@ def summarise(result):
 
 
 def main(argv=None):
-    from common import save_results
+    import common
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -191,13 +173,15 @@ def main(argv=None):
     rows = []
     for kind, units, seq in tqdm(cases, desc="configurations"):
         row = {"model": f"{kind.upper()}({units})", "seq": seq}
-        ours = in_subprocess("measure_ours", kind, units, seq, args.rounds, args.steps, args.frequency)
+        ours = common.in_subprocess("training_bench", "measure_ours", kind, units, seq,
+                                    args.rounds, args.steps, args.frequency)
         row.update(summarise(ours))
         row["mask_update_ms"] = ours["mask_update_ms"]
         row["peak_rss_mib"] = ours["peak_rss_mib"]
         row["raw"] = ours
         if not args.no_tfmot and seq == 100 or (args.quick and not args.no_tfmot):
-            anchor = in_subprocess("measure_tfmot", kind, units, seq, args.rounds, args.steps, args.frequency)
+            anchor = common.in_subprocess("training_bench", "measure_tfmot", kind, units, seq,
+                                          args.rounds, args.steps, args.frequency)
             row["tfmot"] = summarise(anchor)
             row["raw_tfmot"] = anchor
         rows.append(row)
@@ -225,7 +209,7 @@ def main(argv=None):
     table = "\n".join(lines)
     print(table)
     prefix = os.path.join(args.output_dir, args.name + ("_quick" if args.quick else ""))
-    save_results(
+    common.save_results(
         prefix,
         "python " + " ".join(["benchmarks/training_bench.py"] + sys.argv[1:]),
         vars(args), rows, table,
