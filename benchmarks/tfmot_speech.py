@@ -1,0 +1,115 @@
+"""tfmot's own AGP on a tf_keras twin of the speech model (the anchor row).
+
+Run by `compare.py` in a process of its own (tfmot needs tf_keras, which
+must be chosen before TensorFlow is imported):
+
+    python -c "import sys; sys.path.insert(0, 'benchmarks'); import tfmot_speech; ..."
+
+The twin has the architecture of `models.speech_model` layer for layer.
+tfmot cannot wrap `Bidirectional`, so the twin's bidirectional layers are a
+`Bidirectional` subclass that is a `tfmot.sparsity.keras.PrunableLayer`
+naming the same weights our callback prunes: the input and recurrent
+kernels of both directions. Training: the same data, Adam(1e-3), steps and
+`PolynomialDecay` as `speech_bench.run_one(method="agp")`, with
+`prune_low_magnitude` and `UpdatePruningStep`. The trained weights are then
+copied into a Keras 3 `speech_model` so that the CER and the sparsity are
+measured by the same code as every other row.
+"""
+
+import os
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def twin(num_features, classes, units, schedule, layers=2, conv_filters=128, conv_kernel=7,
+         conv_stride=3):
+    """The tf_keras twin of `speech_model(rnn="gru")`, its GRU layers pruned by
+    tfmot's `prune_low_magnitude` with `schedule`."""
+    import tensorflow as tf
+    import tensorflow_model_optimization as tfmot
+    import tf_keras
+
+    class PrunableBidirectional(tf_keras.layers.Bidirectional,
+                                tfmot.sparsity.keras.PrunableLayer):
+        def get_prunable_weights(self):
+            return [w for direction in (self.forward_layer, self.backward_layer)
+                    for w in (direction.cell.kernel, direction.cell.recurrent_kernel)]
+
+    class TwinCTC(tf_keras.Model):
+        def train_step(self, data):
+            features, labels = data
+            with tf.GradientTape() as tape:
+                logits = self(features, training=True)
+                loss = ctc_loss(features, labels, logits, conv_stride)
+            grads = tape.gradient(loss, self.trainable_variables)
+            self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+            return {"loss": loss}
+
+    inputs = tf_keras.Input((None, num_features))
+    x = tf_keras.layers.Conv1D(conv_filters, conv_kernel, strides=conv_stride,
+                               padding="same")(inputs)
+    x = tf_keras.layers.BatchNormalization()(x)
+    x = tf_keras.layers.ReLU()(x)
+    for _ in range(layers):
+        bidirectional = PrunableBidirectional(tf_keras.layers.GRU(units, return_sequences=True))
+        x = tfmot.sparsity.keras.prune_low_magnitude(bidirectional, pruning_schedule=schedule)(x)
+    outputs = tf_keras.layers.Dense(classes)(x)
+    return TwinCTC(inputs, outputs)
+
+
+def ctc_loss(features, labels, logits, stride):
+    """The loss of `models.CTCModel`, written against plain TensorFlow."""
+    import tensorflow as tf
+
+    frames = tf.reduce_sum(
+        tf.cast(tf.reduce_any(tf.not_equal(features, 0.0), axis=-1), tf.int32), axis=-1)
+    logit_lengths = tf.minimum((frames + stride - 1) // stride, tf.shape(logits)[1])
+    label_lengths = tf.reduce_sum(tf.cast(labels >= 0, tf.int32), axis=-1)
+    loss = tf.nn.ctc_loss(labels=tf.where(labels >= 0, labels, 0), logits=logits,
+                          label_length=label_lengths, logit_length=logit_lengths,
+                          logits_time_major=False, blank_index=-1)
+    return tf.reduce_mean(loss)
+
+
+def run(data_dir, train_size, test_size, max_digits, units, epochs, seed, target, frequency):
+    """One AGP row through tfmot; the same keys as `speech_bench.run_one`."""
+    import sys
+    import time
+
+    import tensorflow_model_optimization as tfmot
+    import tf_keras
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import speech_bench
+
+    import tf_gradual_prune as tgp
+    from tf_gradual_prune import models
+
+    task = speech_bench.SpeechTask(data_dir, train_size, test_size, max_digits, 32)
+    train, steps = task.train_dataset(seed)
+    total = epochs * steps
+    schedule = tfmot.sparsity.keras.PolynomialDecay(
+        0.0, target, begin_step=steps, end_step=total // 2, power=3, frequency=frequency)
+    tf_keras.utils.set_random_seed(seed)
+    num_features, classes = task.x[0].shape[1], len(task.alphabet) + 1
+    pruned = twin(num_features, classes, units, schedule)
+    pruned.compile(optimizer=tf_keras.optimizers.Adam(1e-3))
+    start = time.perf_counter()
+    pruned.fit(train.repeat(), epochs=epochs, steps_per_epoch=steps, verbose=0,
+               callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+    seconds = time.perf_counter() - start
+    stripped = tfmot.sparsity.keras.strip_pruning(pruned)
+    ours = models.speech_model(num_features, len(task.alphabet), units=units)
+    # Layer by layer: tf_keras lists a model's trainable weights first.
+    theirs = [layer for layer in stripped.layers if layer.weights]
+    mine = [layer for layer in ours.layers if layer.weights]
+    for source, destination in zip(theirs, mine, strict=True):
+        destination.set_weights(source.get_weights())
+    rates = models.error_rates(ours, task.test, task.alphabet)
+    table = tgp.sparsity_table(ours, weights="recurrent")
+    return {
+        "units": units, "seed": seed, "method": "tfmot_agp", "target": target,
+        "cer": rates["cer"], "wer": rates["wer"], "sparsity": table.sparsity,
+        "nonzeros": table.size - table.zeros, "steps": total, "train_seconds": seconds,
+    }
