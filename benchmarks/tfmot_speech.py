@@ -1,9 +1,8 @@
 """tfmot's own AGP on a tf_keras twin of the speech model (the anchor row).
 
-Run by `compare.py` in a process of its own (tfmot needs tf_keras, which
-must be chosen before TensorFlow is imported):
-
-    python -c "import sys; sys.path.insert(0, 'benchmarks'); import tfmot_speech; ..."
+`compare.py` runs `run(...)` in a process of its own
+(`common.in_subprocess("tfmot_speech", "run", ...)`): tfmot needs tf_keras,
+which must be chosen before TensorFlow is imported.
 
 The twin has the architecture of `models.speech_model` layer for layer.
 tfmot cannot wrap `Bidirectional`, so the twin's bidirectional layers are a
