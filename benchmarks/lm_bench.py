@@ -206,6 +206,11 @@ def main(argv=None):
                         help="the first 60k training words, small models, 4 epochs")
     parser.add_argument("--resume", action="store_true",
                         help="reuse the rows of the saved results run with the same settings")
+    parser.add_argument("--resume-from", nargs="+", default=[], metavar="JSON",
+                        help="also reuse the rows of these results files (same settings)")
+    parser.add_argument("--name", default=None,
+                        help="results file name in benchmarks/results (default lm, or "
+                             "lm_quick with --quick)")
     args = parser.parse_args(argv)
     from tf_gradual_prune import datasets
 
@@ -225,14 +230,15 @@ def main(argv=None):
             configs.append((f"{method} {args.units} {target:.0%}", args.units, method, target))
     configs.append((f"large {args.large_units} ramped {large_target:.1%}", args.large_units,
                     "ramped", large_target))
-    prefix = os.path.join(HERE, "results", "lm_quick" if args.quick else "lm")
+    prefix = os.path.join(HERE, "results", args.name or ("lm_quick" if args.quick else "lm"))
     command = " ".join(["python", "benchmarks/lm_bench.py"] + (argv or sys.argv[1:]))
-    earlier = (common.finished_rows(prefix + ".json", vars(args), SAME_RUN)
-               if args.resume else {})
+    earlier = {}
+    for path in ([prefix + ".json"] if args.resume else []) + args.resume_from:
+        earlier.update(common.finished_rows(path, vars(args), SAME_RUN))
     rows = []
     for name, units, method, target in configs:
         if name in earlier:
-            print(f"== {name}: reused from {prefix}.json (same settings)", flush=True)
+            print(f"== {name}: reused from an earlier run with the same settings", flush=True)
             rows.append(earlier[name])
             continue
         print(f"== {name}", flush=True)
