@@ -1,6 +1,6 @@
 """One entry point for the benchmarks.
 
-    python benchmarks/run.py [--quick] [--data-dir ../shared/data] [name ...]
+    python benchmarks/run.py [--quick] [--resume] [--data-dir ../shared/data] [name ...]
 
 Names: training, tflite, calibration, tuning, speech, lm, compare (default:
 all, in that order). Each writes its JSON, Markdown and PNG into benchmarks/results/
@@ -24,6 +24,7 @@ SCRIPTS = {
     "compare": "compare.py",
 }
 TAKES_DATA = {"calibration", "tuning", "speech", "lm", "compare"}
+RESUMABLE = {"lm", "compare"}
 
 
 def main(argv=None):
@@ -31,6 +32,8 @@ def main(argv=None):
     parser.add_argument("names", nargs="*", help=f"any of {list(SCRIPTS)} (default: all)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--resume", action="store_true",
+                        help=f"pass --resume to {sorted(RESUMABLE)} (keep their finished rows)")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in SCRIPTS]
     if unknown:
@@ -43,6 +46,8 @@ def main(argv=None):
             command.append("--quick")
         if args.data_dir and name in TAKES_DATA:
             command += ["--data-dir", args.data_dir]
+        if args.resume and name in RESUMABLE:
+            command.append("--resume")
         print(f"== {name}: {' '.join(command[1:])}", flush=True)
         start = time.perf_counter()
         if subprocess.run(command).returncode != 0:
