@@ -76,3 +76,13 @@ def in_subprocess(module, function, *args):
         if line.startswith("RESULT"):
             return json.loads(line[len("RESULT"):])
     raise RuntimeError(f"{module}.{function}{tuple(args)} failed:\n{done.stderr[-3000:]}")
+
+
+def keep_unreached(rows, earlier, key=lambda row: row["name"]):
+    """`rows` plus the `earlier` rows (from `finished_rows`) not among them.
+
+    What a resumed run saves before it is through: rows it has not reached
+    yet stay in the file, so stopping it again loses nothing.
+    """
+    done = {key(row) for row in rows}
+    return rows + [row for k, row in earlier.items() if k not in done]

@@ -189,7 +189,9 @@ def main(argv=None):
         rows.append(row)
         print(f"   CER {row['cer']:.4f}  sparsity {row['sparsity']:.3f}  steps "
               f"{row['steps']}  {row['train_seconds']:.0f} s", flush=True)
-        publish(prefix, command, args, task.source, rows, todo[i + 1:])
+        saved = common.keep_unreached(rows, earlier, key=lambda row: (row["name"], row["seed"]))
+        pending = [c for c in todo[i + 1:] if (c[0], c[4]) not in earlier]
+        publish(prefix, command, args, task.source, saved, pending)
     print("\n" + publish(prefix, command, args, task.source, rows, []))
     print(f"saved {prefix}.json, .md and .png")
     return 0 if np.all([np.isfinite(r["cer"]) for r in rows]) else 1

@@ -250,8 +250,8 @@ def main(argv=None):
               f"tflite {row['tflite_bytes'] / 2**20:.1f} MiB  {row['train_seconds']:.0f} s",
               flush=True)
         # Saved after every row, so that an interrupted run resumes with --resume.
-        common.save_results(prefix, command, vars(args), rows,
-                            table(rows, len(train), args))
+        saved = common.keep_unreached(rows, earlier)
+        common.save_results(prefix, command, vars(args), saved, table(saved, len(train), args))
     markdown = table(rows, len(train), args)
     print("\n" + markdown)
     common.save_results(prefix, command, vars(args), rows, markdown)
