@@ -35,6 +35,11 @@ SAME_RUN = ("data_dir", "epochs", "units", "small_units", "train_size", "test_si
             "max_digits", "frequency", "quick")
 
 
+def row_key(row):
+    """A row's identity across runs: a configuration and a seed."""
+    return row["name"], row["seed"]
+
+
 def plot(path, summary, headline):
     import matplotlib
 
@@ -173,8 +178,7 @@ def main(argv=None):
                                    args.max_digits, 32)
     prefix = os.path.join(HERE, "results", "compare_quick" if args.quick else "compare")
     command = " ".join(["python", "benchmarks/compare.py"] + (argv or sys.argv[1:]))
-    earlier = (common.finished_rows(prefix + ".json", vars(args), SAME_RUN,
-                                    key=lambda row: (row["name"], row["seed"]))
+    earlier = (common.finished_rows(prefix + ".json", vars(args), SAME_RUN, key=row_key)
                if args.resume else {})
     todo = configs(args)
     rows = []
@@ -189,7 +193,7 @@ def main(argv=None):
         rows.append(row)
         print(f"   CER {row['cer']:.4f}  sparsity {row['sparsity']:.3f}  steps "
               f"{row['steps']}  {row['train_seconds']:.0f} s", flush=True)
-        saved = common.keep_unreached(rows, earlier, key=lambda row: (row["name"], row["seed"]))
+        saved = common.keep_unreached(rows, earlier, key=row_key)
         pending = [c for c in todo[i + 1:] if (c[0], c[4]) not in earlier]
         publish(prefix, command, args, task.source, saved, pending)
     print("\n" + publish(prefix, command, args, task.source, rows, []))
