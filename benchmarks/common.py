@@ -25,6 +25,26 @@ def software_versions():
     }
 
 
+#: Options that decide which saved rows a run reuses, not what a row measures.
+RUN_CONTROL = ("--resume", "--resume-from")
+
+
+def command_line(script, argv):
+    """The command that reproduces a script's figures, for its results file.
+
+    `script` is the file name in benchmarks/; `argv` its arguments without
+    the run-control options (`RUN_CONTROL`, with their values): a resumed
+    run's rows are those of the same command run from scratch.
+    """
+    kept, dropping = [], False
+    for arg in argv:
+        if arg.startswith("--"):
+            dropping = arg.split("=")[0] in RUN_CONTROL
+        if not dropping:
+            kept.append(arg)
+    return " ".join(["python", f"benchmarks/{script}"] + kept)
+
+
 def save_results(prefix, command, settings, rows, markdown):
     """Writes `prefix.json` (rows, settings, versions) and `prefix.md`."""
     os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)

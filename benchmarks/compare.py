@@ -177,7 +177,7 @@ def main(argv=None):
     task = speech_bench.SpeechTask(args.data_dir, args.train_size, args.test_size,
                                    args.max_digits, 32)
     prefix = os.path.join(HERE, "results", "compare_quick" if args.quick else "compare")
-    command = " ".join(["python", "benchmarks/compare.py"] + (argv or sys.argv[1:]))
+    command = common.command_line("compare.py", argv or sys.argv[1:])
     earlier = (common.finished_rows(prefix + ".json", vars(args), SAME_RUN, key=row_key)
                if args.resume else {})
     todo = configs(args)

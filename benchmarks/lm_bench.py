@@ -231,7 +231,7 @@ def main(argv=None):
     configs.append((f"large {args.large_units} ramped {large_target:.1%}", args.large_units,
                     "ramped", large_target))
     prefix = os.path.join(HERE, "results", args.name or ("lm_quick" if args.quick else "lm"))
-    command = " ".join(["python", "benchmarks/lm_bench.py"] + (argv or sys.argv[1:]))
+    command = common.command_line("lm_bench.py", argv or sys.argv[1:])
     earlier = {}
     for path in ([prefix + ".json"] if args.resume else []) + args.resume_from:
         earlier.update(common.finished_rows(path, vars(args), SAME_RUN))

@@ -252,7 +252,7 @@ def main(argv=None):
     markdown = "\n".join(lines)
     print("\n" + markdown)
     prefix = os.path.join(HERE, "results", "speech_quick" if args.quick else "speech")
-    common.save_results(prefix, " ".join(["python", "benchmarks/speech_bench.py"] + (argv or sys.argv[1:])),
+    common.save_results(prefix, common.command_line("speech_bench.py", argv or sys.argv[1:]),
                         vars(args), rows, markdown)
     plot(prefix + ".png", summary)
     print(f"saved {prefix}.json, .md and .png")
