@@ -111,6 +111,9 @@ def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, 
     method = method or ("dense" if target is None else "ramped")
     if method not in METHODS:
         raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
+    # The seed comes first: the shuffle of the training set takes the global
+    # seed too, so a row set after it would depend on the rows run before it.
+    keras.utils.set_random_seed(seed)
     train, steps = task.train_dataset(seed)
     total_epochs = epochs + (rounds * (epochs // 2) if method == "prune_retrain" else 0)
     total = epochs * steps
@@ -129,14 +132,13 @@ def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, 
                                  for i in range(rounds)})
     elif method == "l1":
         schedule = StepSparsity({int(0.8 * total): target})
-    keras.utils.set_random_seed(seed)
     model = models.speech_model(task.x[0].shape[1], len(task.alphabet), units=units,
                                 regularizer=keras.regularizers.L1(l1) if method == "l1" else None)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     callbacks = [] if schedule is None else [tgp.GradualPruning(schedule, block_size=block_size)]
     start = time.perf_counter()
-    model.fit(train.repeat(), epochs=total_epochs, steps_per_epoch=steps, callbacks=callbacks,
-              verbose=verbose, shuffle=False)
+    history = model.fit(train.repeat(), epochs=total_epochs, steps_per_epoch=steps,
+                        callbacks=callbacks, verbose=verbose, shuffle=False)
     seconds = time.perf_counter() - start
     rates = models.error_rates(model, task.test, task.alphabet)
     table = tgp.sparsity_table(model, weights="recurrent")
@@ -144,7 +146,7 @@ def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, 
         "units": units, "seed": seed, "method": method, "target": target, "cer": rates["cer"],
         "wer": rates["wer"], "sparsity": table.sparsity,
         "nonzeros": table.size - table.zeros, "steps": total_epochs * steps,
-        "train_seconds": seconds,
+        "train_seconds": seconds, "loss": float(history.history["loss"][-1]),
     }
 
 

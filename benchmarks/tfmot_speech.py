@@ -86,17 +86,17 @@ def run(data_dir, train_size, test_size, max_digits, units, epochs, seed, target
     from tf_gradual_prune import models
 
     task = speech_bench.SpeechTask(data_dir, train_size, test_size, max_digits, 32)
+    tf_keras.utils.set_random_seed(seed)  # before the shuffled dataset, as in run_one
     train, steps = task.train_dataset(seed)
     total = epochs * steps
     schedule = tfmot.sparsity.keras.PolynomialDecay(
         0.0, target, begin_step=steps, end_step=total // 2, power=3, frequency=frequency)
-    tf_keras.utils.set_random_seed(seed)
     num_features, classes = task.x[0].shape[1], len(task.alphabet) + 1
     pruned = twin(num_features, classes, units, schedule)
     pruned.compile(optimizer=tf_keras.optimizers.Adam(1e-3))
     start = time.perf_counter()
-    pruned.fit(train.repeat(), epochs=epochs, steps_per_epoch=steps, verbose=0,
-               callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+    history = pruned.fit(train.repeat(), epochs=epochs, steps_per_epoch=steps, verbose=0,
+                         callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     seconds = time.perf_counter() - start
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)
     ours = models.speech_model(num_features, len(task.alphabet), units=units)
@@ -111,4 +111,5 @@ def run(data_dir, train_size, test_size, max_digits, units, epochs, seed, target
         "units": units, "seed": seed, "method": "tfmot_agp", "target": target,
         "cer": rates["cer"], "wer": rates["wer"], "sparsity": table.sparsity,
         "nonzeros": table.size - table.zeros, "steps": total, "train_seconds": seconds,
+        "loss": float(history.history["loss"][-1]),
     }

@@ -1,0 +1,118 @@
+"""Spot re-run: trains saved rows of the comparison again and checks them.
+
+    python benchmarks/rerun.py --rows "ramped 90%" --seed 0
+    python benchmarks/rerun.py --rows "dense GRU(64)" "ramped 90%" --seed 1
+
+Takes every setting from a results file of `compare.py` (`--results`,
+default benchmarks/results/compare.json), trains the named rows for `--seed`
+one after the other in this process and prints each saved CER beside the
+re-run one, and the final training loss beside the saved one (a finer
+check: the quick run's CERs are all near 1). Naming several rows also checks that a row does not depend on
+what the same process trained before it. A re-run on the machine that made
+the file gives the same CER to the last bit; elsewhere, floating-point
+differences in the kernels can move it (`--tolerance`, `--loss-tolerance`).
+
+Writes `<results>_rerun.{json,md}` beside the results file; the exit code
+is 1 when a row is not reproduced.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+import compare  # noqa: E402
+import speech_bench  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--results", default=os.path.join(HERE, "results", "compare.json"))
+    parser.add_argument("--rows", nargs="+", required=True,
+                        help="row names as in the results table, run in this order")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tolerance", type=float, default=0.0,
+                        help="largest CER difference counted as reproduced")
+    parser.add_argument("--loss-tolerance", type=float, default=0.0,
+                        help="largest relative difference of the final training loss "
+                             "counted as reproduced (rows saved without a loss: not checked)")
+    parser.add_argument("--data-dir", default=None,
+                        help="the data folder, when it is not where the results file says")
+    args = parser.parse_args(argv)
+    if not os.path.exists(args.results):
+        parser.error(f"--results {args.results} does not exist; run compare.py first")
+    for option in ("tolerance", "loss_tolerance"):
+        if getattr(args, option) < 0:
+            flag = "--" + option.replace("_", "-")
+            parser.error(f"{flag} must be >= 0. Received: {flag} {getattr(args, option)}")
+    with open(args.results) as f:
+        saved = json.load(f)
+    settings = argparse.Namespace(**saved["settings"])
+    if args.data_dir is not None:
+        settings.data_dir = args.data_dir
+    known = {(name, seed): (units, method, target)
+             for name, units, method, target, seed in compare.configs(settings)}
+    rows = {(r["name"], r["seed"]): r for r in saved["rows"]}
+    for name in args.rows:
+        if (name, args.seed) not in known:
+            names = sorted({n for n, _ in known})
+            parser.error(f"--rows {name!r} --seed {args.seed} is not a row of "
+                         f"{args.results}; its rows are {names} with seeds {settings.seeds}")
+        if (name, args.seed) not in rows:
+            parser.error(f"--rows {name!r} --seed {args.seed} has no saved result in "
+                         f"{args.results} yet (a partial run); finish it with --resume")
+
+    task = speech_bench.SpeechTask(settings.data_dir, settings.train_size, settings.test_size,
+                                   settings.max_digits, 32)
+    results = []
+    for position, name in enumerate(args.rows):
+        units, method, target = known[name, args.seed]
+        print(f"== {name}, seed {args.seed} ({position} rows before it in this process)",
+              flush=True)
+        row = compare.run_row(task, settings, units, method, target, args.seed)
+        before = rows[name, args.seed]
+        results.append({"name": name, "seed": args.seed, "position": position,
+                        "saved_cer": before["cer"], "cer": row["cer"],
+                        "difference": row["cer"] - before["cer"],
+                        "saved_loss": before.get("loss"), "loss": row["loss"],
+                        "sparsity": row["sparsity"], "train_seconds": row["train_seconds"]})
+        print(f"   CER saved {before['cer']!r}, re-run {row['cer']!r}; final training loss "
+              f"saved {before.get('loss')!r}, re-run {row['loss']!r}", flush=True)
+
+    same = [abs(r["difference"]) <= args.tolerance
+            and (r["saved_loss"] is None
+                 or abs(r["loss"] - r["saved_loss"]) <= args.loss_tolerance * abs(r["saved_loss"]))
+            for r in results]
+    lines = [
+        f"Spot re-run of `{os.path.relpath(args.results)}` (seed {args.seed}, the rows in "
+        f"this order in one process; saved with tf_gradual_prune "
+        f"{saved['versions']['tf_gradual_prune']}). Reproduced: CER within "
+        f"{args.tolerance:g} and final training loss within {args.loss_tolerance:g} "
+        "(relative) of the saved values.",
+        "",
+        "| row | rows before it | saved CER | re-run CER | difference | reproduced "
+        "| final training loss, saved / re-run |",
+        "|---|---:|---:|---:|---:|---|---|",
+    ]
+    for r, ok in zip(results, same):
+        loss = ("not saved" if r["saved_loss"] is None
+                else f"{r['saved_loss']:.6g} / {r['loss']:.6g}"
+                + (" (identical)" if r["saved_loss"] == r["loss"] else ""))
+        lines.append(f"| {r['name']} | {r['position']} | {r['saved_cer']:.6f} | "
+                     f"{r['cer']:.6f} | {r['difference']:+.2e} | "
+                     f"{'yes' if ok else 'no'} | {loss} |")
+    markdown = "\n".join(lines)
+    prefix = os.path.splitext(args.results)[0] + "_rerun"
+    common.save_results(prefix, common.command_line("rerun.py", argv or sys.argv[1:]),
+                        vars(args), results, markdown)
+    print("\n" + markdown)
+    print(f"saved {prefix}.json and .md")
+    return 0 if all(same) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
