@@ -3,7 +3,8 @@
     python benchmarks/report.py
 
 Each section is the Markdown table a benchmark script saved, with the
-command that reproduces it (from its JSON) and its plot. Sections whose
+command that reproduces it (from its JSON) and its plot, and the spot
+re-run of some of its rows where `rerun.py` saved one. Sections whose
 results are missing say so instead of showing stale numbers.
 """
 
@@ -46,6 +47,12 @@ def section(name, title):
     for png in (f"{name}.png", f"{name}_sensitivity.png"):
         if os.path.exists(os.path.join(results, png)):
             lines += [f"![{name}](../benchmarks/results/{png})", ""]
+    rerun = os.path.join(results, f"{name}_rerun")
+    if os.path.exists(rerun + ".md"):
+        with open(rerun + ".json") as f:
+            command = json.load(f)["command"]
+        with open(rerun + ".md") as f:
+            lines += ["### Spot re-run", "", f"Command: `{command}`.", "", f.read().strip(), ""]
     return lines
 
 
