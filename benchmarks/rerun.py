@@ -7,8 +7,9 @@ Takes every setting from a results file of `compare.py` (`--results`,
 default benchmarks/results/compare.json), trains the named rows for `--seed`
 one after the other in this process and prints each saved CER beside the
 re-run one, and the final training loss beside the saved one (a finer
-check: the quick run's CERs are all near 1). Naming several rows also checks that a row does not depend on
-what the same process trained before it. A re-run on the machine that made
+check: the quick run's CERs are all near 1). Naming several rows also
+checks that a row does not depend on what the same process trained before
+it. A re-run on the machine that made
 the file gives the same CER to the last bit; elsewhere, floating-point
 differences in the kernels can move it (`--tolerance`, `--loss-tolerance`).
 
@@ -56,7 +57,7 @@ def main(argv=None):
         settings.data_dir = args.data_dir
     known = {(name, seed): (units, method, target)
              for name, units, method, target, seed in compare.configs(settings)}
-    rows = {(r["name"], r["seed"]): r for r in saved["rows"]}
+    rows = {compare.row_key(r): r for r in saved["rows"]}
     for name in args.rows:
         if (name, args.seed) not in known:
             names = sorted({n for n, _ in known})
