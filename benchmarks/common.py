@@ -22,7 +22,25 @@ def software_versions():
         "tf_gradual_prune": tf_gradual_prune.__version__,
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
+        "cpu_features": cpu_features(),
     }
+
+
+#: Instruction-set extensions that decide which oneDNN kernels TensorFlow
+#: runs, and so the last bits of a training run's floating-point results.
+KERNEL_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+
+
+def cpu_features():
+    """The `KERNEL_FEATURES` this CPU has, from /proc/cpuinfo (None where
+    there is no such file)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f
+                          if line.startswith("flags")), [])
+    except OSError:
+        return None
+    return [name for name in KERNEL_FEATURES if name in flags]
 
 
 #: Options that decide which saved rows a run reuses, not what a row measures.

@@ -30,6 +30,13 @@ import speech_bench  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def machine(versions):
+    """A results file's machine, as far as it recorded it."""
+    features = versions.get("cpu_features")
+    return (f"{versions.get('cpus')} x {versions.get('machine')} CPUs with "
+            + (", ".join(features) if features is not None else "features not recorded"))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--results", default=os.path.join(HERE, "results", "compare.json"))
@@ -91,7 +98,8 @@ def main(argv=None):
     lines = [
         f"Spot re-run of `{os.path.relpath(args.results)}` (seed {args.seed}, the rows in "
         f"this order in one process; saved with tf_gradual_prune "
-        f"{saved['versions']['tf_gradual_prune']}). Reproduced: CER within "
+        f"{saved['versions']['tf_gradual_prune']} on {machine(saved['versions'])}; re-run on "
+        f"{machine(common.software_versions())}). Reproduced: CER within "
         f"{args.tolerance:g} and final training loss within {args.loss_tolerance:g} "
         "(relative) of the saved values.",
         "",

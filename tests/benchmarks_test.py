@@ -99,3 +99,17 @@ def test_rerun_reproduces_a_row_and_catches_a_changed_one(tmp_path):
     assert rerun.main(["--results", path, "--rows", "ramped 50%"]) == 1
     assert rerun.main(["--results", path, "--rows", "ramped 50%",
                        "--loss-tolerance", "0.5"]) == 0
+
+
+def test_results_record_the_cpu_features_that_pick_the_kernels():
+    import common
+
+    features = common.software_versions()["cpu_features"]
+    if not os.path.exists("/proc/cpuinfo"):
+        assert features is None
+    else:
+        assert set(features) <= set(common.KERNEL_FEATURES)
+        assert features == [f for f in common.KERNEL_FEATURES if f in features]
+    assert rerun.machine({"cpus": 2, "machine": "x86_64"}).endswith("features not recorded")
+    assert rerun.machine({"cpus": 2, "machine": "x86_64", "cpu_features": ["avx2"]}) == (
+        "2 x x86_64 CPUs with avx2")
