@@ -3,6 +3,7 @@
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 
@@ -60,7 +61,7 @@ def command_line(script, argv):
             dropping = arg.split("=")[0] in RUN_CONTROL
         if not dropping:
             kept.append(arg)
-    return " ".join(["python", f"benchmarks/{script}"] + kept)
+    return " ".join(["python", f"benchmarks/{script}"] + [shlex.quote(a) for a in kept])
 
 
 def save_results(prefix, command, settings, rows, markdown):

@@ -2,10 +2,13 @@
 
     python benchmarks/run.py [--quick] [--resume] [--data-dir ../shared/data] [name ...]
 
-Names: training, tflite, calibration, tuning, speech, lm, compare (default:
-all, in that order). Each writes its JSON, Markdown and PNG into benchmarks/results/
+Names: training, tflite, calibration, tuning, speech, lm, compare,
+sensitivity (default: all, in that order), or a group: `evidence` is the
+comparison of pruning methods on public data (speech, compare, sensitivity,
+tuning). Each writes its JSON, Markdown and PNG into benchmarks/results/
 (with `--quick`, files named `*_quick.*`, so the committed results stay);
-then `report.py` assembles docs/results.md.
+then `report.py` assembles docs/results.md (with `--quick`,
+docs/results_quick.md from the quick files).
 """
 
 import argparse
@@ -22,25 +25,37 @@ SCRIPTS = {
     "speech": "speech_bench.py",
     "lm": "lm_bench.py",
     "compare": "compare.py",
+    "sensitivity": "sensitivity.py",
 }
-TAKES_DATA = {"calibration", "tuning", "speech", "lm", "compare"}
-RESUMABLE = {"lm", "compare"}
+#: Names that stand for several benchmarks.
+GROUPS = {"evidence": ["speech", "compare", "sensitivity", "tuning"]}
+TAKES_DATA = {"calibration", "tuning", "speech", "lm", "compare", "sensitivity"}
+RESUMABLE = {"lm", "compare", "sensitivity"}
+
+
+def selected(names):
+    """The benchmarks that `names` (script names or `GROUPS`) stand for, in
+    the order given, each once; all of them for no names."""
+    expanded = [n for name in names or list(SCRIPTS) for n in GROUPS.get(name, [name])]
+    return list(dict.fromkeys(expanded))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("names", nargs="*", help=f"any of {list(SCRIPTS)} (default: all)")
+    parser.add_argument("names", nargs="*",
+                        help=f"any of {list(SCRIPTS)} or {list(GROUPS)} (default: all)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--resume", action="store_true",
                         help=f"pass --resume to {sorted(RESUMABLE)} (keep their finished rows)")
     args = parser.parse_args(argv)
-    unknown = [n for n in args.names if n not in SCRIPTS]
+    unknown = [n for n in args.names if n not in SCRIPTS and n not in GROUPS]
     if unknown:
-        parser.error(f"unknown benchmark(s) {unknown}; choose from {list(SCRIPTS)}")
+        parser.error(f"unknown benchmark(s) {unknown}; choose from {list(SCRIPTS)} "
+                     f"or the groups {list(GROUPS)}")
     here = os.path.dirname(os.path.abspath(__file__))
     failed = []
-    for name in args.names or list(SCRIPTS):
+    for name in selected(args.names):
         command = [sys.executable, os.path.join(here, SCRIPTS[name])]
         if args.quick:
             command.append("--quick")
@@ -53,8 +68,8 @@ def main(argv=None):
         if subprocess.run(command).returncode != 0:
             failed.append(name)
         print(f"== {name}: {time.perf_counter() - start:.0f} s", flush=True)
-    if not args.quick:
-        subprocess.run([sys.executable, os.path.join(here, "report.py")], check=False)
+    subprocess.run([sys.executable, os.path.join(here, "report.py")]
+                   + (["--quick"] if args.quick else []), check=False)
     if failed:
         print(f"failed: {failed}", file=sys.stderr)
         return 1

@@ -83,15 +83,48 @@ class StepSparsity:
 METHODS = ("dense", "ramped", "agp", "one_shot", "prune_retrain", "l1")
 
 
+def pruning_schedule(method, epochs, steps, target, frequency=20, rounds=3, timing=None,
+                     ramp_slope_ratio=None):
+    """The schedule of one of `METHODS` (see `run_one`) for `epochs` of
+    `steps` optimizer steps; None for `"dense"`."""
+    import tensorflow_model_optimization as tfmot
+
+    import tf_gradual_prune as tgp
+
+    total = epochs * steps
+    if method == "ramped" and timing is None:
+        return tgp.RampedThresholdSchedule.for_training(
+            epochs, steps, target_sparsity=target, frequency=frequency,
+            ramp_slope_ratio=ramp_slope_ratio)
+    if method == "ramped":
+        return tgp.RampedThresholdSchedule(
+            *(int(round(f * total)) for f in timing), frequency=frequency,
+            target_sparsity=target, ramp_slope_ratio=ramp_slope_ratio)
+    if method == "agp":
+        return tfmot.sparsity.keras.PolynomialDecay(
+            0.0, target, begin_step=steps, end_step=total // 2, power=3, frequency=frequency)
+    if method == "one_shot":
+        return StepSparsity({total // 2: target})
+    if method == "prune_retrain":
+        retrain = (epochs // 2) * steps
+        return StepSparsity({total + i * retrain: 1 - (1 - target) ** ((i + 1) / rounds)
+                             for i in range(rounds)})
+    if method == "l1":
+        return StepSparsity({int(0.8 * total): target})
+    return None
+
+
 def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, verbose=2,
-            method=None, rounds=3, l1=1e-5):
+            method=None, rounds=3, l1=1e-5, timing=None, ramp_slope_ratio=None):
     """Trains one recogniser; returns a result row.
 
     Methods (`target` is the final sparsity of the recurrent kernels):
 
     - `"dense"` (or `target=None`): no pruning.
     - `"ramped"` (default with a target): the paper's rule, calibrated, with
-      the paper's timing (`RampedThresholdSchedule.for_training`).
+      the paper's timing (`RampedThresholdSchedule.for_training`), or with
+      `timing`, the begin, ramp and end steps as fractions of the budget,
+      and φ/θ = `ramp_slope_ratio` (None: the paper's 1.5).
     - `"agp"`: Zhu & Gupta's cubic sparsity ramp (tfmot's `PolynomialDecay`)
       over the same window (2nd epoch to 50%), through our callback.
     - `"one_shot"`: dense until 50% of the budget, pruned once to the
@@ -103,7 +136,6 @@ def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, 
       once to the target at 80% of the budget, fine-tuned for the rest.
     """
     import keras
-    import tensorflow_model_optimization as tfmot
 
     import tf_gradual_prune as tgp
     from tf_gradual_prune import models
@@ -116,22 +148,8 @@ def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, 
     keras.utils.set_random_seed(seed)
     train, steps = task.train_dataset(seed)
     total_epochs = epochs + (rounds * (epochs // 2) if method == "prune_retrain" else 0)
-    total = epochs * steps
-    schedule = None
-    if method == "ramped":
-        schedule = tgp.RampedThresholdSchedule.for_training(
-            epochs, steps, target_sparsity=target, frequency=frequency)
-    elif method == "agp":
-        schedule = tfmot.sparsity.keras.PolynomialDecay(
-            0.0, target, begin_step=steps, end_step=total // 2, power=3, frequency=frequency)
-    elif method == "one_shot":
-        schedule = StepSparsity({total // 2: target})
-    elif method == "prune_retrain":
-        retrain = (epochs // 2) * steps
-        schedule = StepSparsity({total + i * retrain: 1 - (1 - target) ** ((i + 1) / rounds)
-                                 for i in range(rounds)})
-    elif method == "l1":
-        schedule = StepSparsity({int(0.8 * total): target})
+    schedule = pruning_schedule(method, epochs, steps, target, frequency, rounds, timing,
+                                ramp_slope_ratio)
     model = models.speech_model(task.x[0].shape[1], len(task.alphabet), units=units,
                                 regularizer=keras.regularizers.L1(l1) if method == "l1" else None)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))

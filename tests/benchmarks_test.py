@@ -1,4 +1,5 @@
-"""Tests for benchmarks/rerun.py, the spot re-run of saved comparison rows."""
+"""Tests for the benchmark scripts: rerun.py (the spot re-run of saved
+comparison rows) and sensitivity.py (the hyperparameter sweep)."""
 
 import json
 import os
@@ -11,6 +12,7 @@ from conftest import REPO
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 import compare  # noqa: E402
 import rerun  # noqa: E402
+import sensitivity  # noqa: E402
 import speech_bench  # noqa: E402
 
 # A comparison small enough to train in seconds, on the embedded synthetic digits.
@@ -92,13 +94,30 @@ def test_rerun_reproduces_a_row_and_catches_a_changed_one(tmp_path):
         report = json.load(f)["rows"]
     assert [r["name"] for r in report] == ["dense GRU(8)", "ramped 50%"]
     assert all(r["cer"] == r["saved_cer"] and r["loss"] == r["saved_loss"] for r in report)
-    assert "| yes |" in (tmp_path / "compare_rerun.md").read_text()
+    assert "| identical |" in (tmp_path / "compare_rerun.md").read_text()
 
     rows[0]["loss"] *= 1.5
     path = write_results(tmp_path / "compare.json", rows)
-    assert rerun.main(["--results", path, "--rows", "ramped 50%"]) == 1
+    output = str(tmp_path / "changed")
+    assert rerun.main(["--results", path, "--rows", "ramped 50%", "--output", output]) == 1
+    assert "| no |" in (tmp_path / "changed.md").read_text()
     assert rerun.main(["--results", path, "--rows", "ramped 50%",
-                       "--loss-tolerance", "0.5"]) == 0
+                       "--loss-tolerance", "0.5", "--output", output]) == 0
+    assert "| within tolerance |" in (tmp_path / "changed.md").read_text()
+
+
+@pytest.mark.parametrize("row, expected", [
+    ({"difference": 0.0, "saved_loss": 1.0, "loss": 1.0}, "identical"),
+    ({"difference": 0.0, "saved_loss": None, "loss": 1.0}, "identical"),
+    ({"difference": 0.0, "saved_loss": 1.0, "loss": 1.0 + 1e-7}, "within tolerance"),
+    ({"difference": -0.004, "saved_loss": 1.0, "loss": 1.04}, "within tolerance"),
+    ({"difference": 0.004, "saved_loss": None, "loss": 3.0}, "within tolerance"),
+    ({"difference": 0.011, "saved_loss": 1.0, "loss": 1.0}, "no"),
+    ({"difference": 0.0, "saved_loss": 1.0, "loss": 1.06}, "no"),
+    ({"difference": -0.2, "saved_loss": 2.0, "loss": 7.0}, "no"),
+])
+def test_verdict_separates_identical_close_and_different_rows(row, expected):
+    assert rerun.verdict(row, tolerance=0.01, loss_tolerance=0.05) == expected
 
 
 def test_results_record_the_cpu_features_that_pick_the_kernels():
@@ -113,3 +132,83 @@ def test_results_record_the_cpu_features_that_pick_the_kernels():
     assert rerun.machine({"cpus": 2, "machine": "x86_64"}).endswith("features not recorded")
     assert rerun.machine({"cpus": 2, "machine": "x86_64", "cpu_features": ["avx2"]}) == (
         "2 x x86_64 CPUs with avx2")
+
+
+
+def test_sensitivity_grid_moves_one_hyperparameter_at_a_time():
+    grid = sensitivity.settings_grid(frequency=20)
+    names = [name for name, *_ in grid]
+    assert names[0] == "paper's setting" and len(set(names)) == len(names)
+    assert grid[0][3] == sensitivity.PAPER
+    for name, parameter, value, hyper in grid[1:]:
+        moved = [k for k in hyper if hyper[k] != sensitivity.PAPER[k]]
+        assert moved == [parameter], name
+    assert ("frequency 10", "frequency", 10) == grid[-2][:3]
+    quick = sensitivity.settings_grid(frequency=2, quick=True)
+    assert [p for _, p, *_ in quick[1:]] == list(sensitivity.GRID)
+
+
+@pytest.mark.parametrize("steps", [7, 37, 38, 40])
+def test_sensitivity_paper_setting_is_the_comparison_ramped_row(steps):
+    # The sweep's reference point must be the comparison's "ramped 90%"
+    # schedule, so the two benchmarks can be read side by side.
+    hyper = sensitivity.PAPER
+    ours = speech_bench.pruning_schedule(
+        "ramped", 10, steps, 0.9, 20,
+        timing=(hyper["begin"], hyper["ramp"], hyper["end"]),
+        ramp_slope_ratio=hyper["ramp_slope_ratio"])
+    theirs = speech_bench.pruning_schedule("ramped", 10, steps, 0.9, 20)
+    fields = ("begin_step", "ramp_step", "end_step", "frequency", "target_sparsity",
+              "ratio", "calibration_mode")
+    assert [getattr(ours, f) for f in fields] == [getattr(theirs, f) for f in fields]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--target", "1.5"], "--target must be in (0, 1). Received: --target 1.5"),
+    (["--epochs", "4"], "--epochs must be >= 10"),
+])
+def test_sensitivity_rejects_bad_arguments(capsys, argv, message):
+    with pytest.raises(SystemExit) as raised:
+        sensitivity.main(argv)
+    assert raised.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_command_line_quotes_arguments_and_drops_run_control():
+    import common
+
+    argv = ["--rows", "ramped 90%", "dense GRU(64)", "--seed", "1", "--resume"]
+    command = common.command_line("rerun.py", argv)
+    assert command == "python benchmarks/rerun.py --rows 'ramped 90%' 'dense GRU(64)' --seed 1"
+
+
+def test_report_sections_show_tables_reruns_and_missing_runs(tmp_path, monkeypatch):
+    import report
+
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "compare.md").write_text("| a table |\n")
+    (results / "compare.json").write_text(json.dumps(
+        {"command": "python benchmarks/compare.py", "versions": {"tensorflow": "2.17.1"}}))
+    for name in ("compare_rerun", "compare_rerun_other"):
+        (results / f"{name}.md").write_text(f"{name} rows\n")
+        (results / f"{name}.json").write_text(json.dumps({"command": f"rerun {name}"}))
+    monkeypatch.setattr(report, "HERE", str(tmp_path))
+    text = "\n".join(report.section("compare", "Methods"))
+    assert "Command: `python benchmarks/compare.py` (TensorFlow 2.17.1" in text
+    assert "| a table |" in text
+    assert text.count("### Spot re-run") == 2
+    assert text.index("compare_rerun rows") < text.index("compare_rerun_other rows")
+    missing = "\n".join(report.section("lm", "LM", "_quick"))
+    assert "Not run yet: `python benchmarks/run.py --quick lm`" in missing
+
+
+def test_run_expands_groups_once_each_and_rejects_unknown_names(capsys):
+    import run
+
+    assert run.selected([]) == list(run.SCRIPTS)
+    assert run.selected(["compare", "evidence"]) == ["compare", "speech", "sensitivity",
+                                                     "tuning"]
+    with pytest.raises(SystemExit):
+        run.main(["nonsense"])
+    assert "unknown benchmark(s) ['nonsense']" in capsys.readouterr().err

@@ -1,0 +1,203 @@
+"""Sensitivity of the ramped threshold to its hyperparameters (speech task).
+
+    python benchmarks/sensitivity.py --data-dir ../shared/data [--quick] [--resume]
+
+One hyperparameter at a time around the paper's setting, on the comparison's
+task and model (`compare.py`: FSDD digit strings, 2 x BiGRU(128) CTC, Adam,
+10-epoch budget) pruned to `--target` (90%): pruning begins at 10% of the
+budget (the 2nd of 10 epochs), the ramp at 25%, the end at 50%, φ/θ = 1.5, masks
+updated every `--frequency` (20) steps. The "paper's setting" row is the
+comparison's "ramped 90%" row. Every setting runs for every seed, seed by
+seed (all settings of the first seed first); rows are saved as they finish
+and `--resume` reuses the saved rows of a run with the same settings.
+
+Writes benchmarks/results/sensitivity.{json,md,png} (`sensitivity_quick.*`
+with --quick: one seed, one value per hyperparameter, a tiny model): CER
+per setting and seed, and one panel per hyperparameter.
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+import speech_bench  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+#: The paper's setting: begin, ramp and end as fractions of the budget
+#: (begin: the 2nd of 10 epochs), φ/θ, and the frequency as a multiple of
+#: `--frequency`.
+PAPER = {"begin": 0.1, "ramp": 0.25, "end": 0.5, "ramp_slope_ratio": 1.5, "frequency": 1.0}
+#: The values tried, one hyperparameter at a time.
+GRID = {
+    "begin": [0.05, 0.2],
+    "ramp": [0.15, 0.35],
+    "end": [0.35, 0.7, 0.9],
+    "ramp_slope_ratio": [1.0, 2.0],
+    "frequency": [0.5, 2.5],
+}
+LABELS = {"begin": "begin (fraction of budget)", "ramp": "ramp (fraction of budget)",
+          "end": "end (fraction of budget)", "ramp_slope_ratio": "φ/θ",
+          "frequency": "steps between mask updates"}
+SAME_RUN = ("data_dir", "epochs", "units", "target", "train_size", "test_size",
+            "max_digits", "frequency", "quick")
+
+
+def settings_grid(frequency, quick=False):
+    """`(name, parameter, value, hyperparameters)`: the paper's setting first
+    (with `quick`, one value per hyperparameter)."""
+    def named(parameter, value):
+        shown = int(value * frequency) if parameter == "frequency" else value
+        return f"{parameter} {shown:g}", shown
+
+    out = [("paper's setting", None, None, dict(PAPER))]
+    for parameter, values in GRID.items():
+        for value in values[:1] if quick else values:
+            name, shown = named(parameter, value)
+            out.append((name, parameter, shown, dict(PAPER, **{parameter: value})))
+    return out
+
+
+def row_key(row):
+    return row["name"], row["seed"]
+
+
+def run_setting(task, args, hyper, seed):
+    frequency = int(round(hyper["frequency"] * args.frequency))
+    return speech_bench.run_one(
+        task, args.units, args.epochs, seed, args.target, frequency=max(1, frequency),
+        method="ramped", verbose=0, timing=(hyper["begin"], hyper["ramp"], hyper["end"]),
+        ramp_slope_ratio=hyper["ramp_slope_ratio"])
+
+
+def table(rows, args, source, pending):
+    paper = [r["cer"] for r in rows if r["name"] == "paper's setting"]
+    lines = [
+        f"Ramped threshold, one hyperparameter at a time around the paper's setting "
+        f"(begin 10%, ramp 25%, end 50% of the budget, φ/θ 1.5, masks updated every "
+        f"{args.frequency} steps). FSDD digit strings ({source}; held-out speaker), "
+        f"2 x BiGRU({args.units}) pruned to {args.target:.0%} of the recurrent weights, "
+        f"{args.epochs}-epoch budget, seeds {args.seeds}. 'vs paper' is the mean CER "
+        "difference against the paper's setting over the same seeds.",
+        "",
+        "| setting | n | CER per seed | CER mean | sparsity | vs paper |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
+    for name, *_ in settings_grid(args.frequency):
+        group = sorted((r for r in rows if r["name"] == name), key=lambda r: r["seed"])
+        if not group:
+            continue
+        cers = [r["cer"] for r in group]
+        base = [r["cer"] for r in rows if r["name"] == "paper's setting"
+                and r["seed"] in {g["seed"] for g in group}]
+        versus = ("" if name == "paper's setting" or len(base) != len(group)
+                  else f"{np.mean(cers) - np.mean(base):+.4f}")
+        lines.append(f"| {name} | {len(group)} | {' / '.join(f'{c:.3f}' for c in cers)} "
+                     f"| {np.mean(cers):.4f} | {np.mean([r['sparsity'] for r in group]):.3f} "
+                     f"| {versus} |")
+    if paper:
+        lines += ["", f"Paper's setting: CER {np.mean(paper):.4f} over {len(paper)} seed(s)."]
+    total = sum(r["train_seconds"] for r in rows) / 60
+    lines += ["", f"Training time summed over the {len(rows)} runs: {total:.0f} min on "
+              f"{os.cpu_count()} CPU cores."]
+    if pending:
+        lines += ["", f"**Partial run**: {len(pending)} runs not done yet; finish them "
+                  "with `--resume`."]
+    return "\n".join(lines)
+
+
+def plot(path, rows, args):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tf_gradual_prune import files
+
+    grid = settings_grid(args.frequency)
+    paper_rows = [r for r in rows if r["name"] == "paper's setting"]
+    fig, axes = plt.subplots(1, len(GRID), figsize=(3.2 * len(GRID), 3.4), sharey=True)
+    for ax, parameter in zip(axes, GRID):
+        paper_value = (PAPER[parameter] * args.frequency if parameter == "frequency"
+                       else PAPER[parameter])
+        points = [(paper_value, r) for r in paper_rows]
+        points += [(value, r) for name, p, value, _ in grid if p == parameter
+                   for r in rows if r["name"] == name]
+        for seed in args.seeds:
+            mine = sorted((v, r["cer"]) for v, r in points if r["seed"] == seed)
+            if mine:
+                ax.plot(*zip(*mine), marker="o", alpha=0.6, label=f"seed {seed}")
+        ax.axvline(paper_value, ls="--", color="gray")
+        ax.set(xlabel=LABELS[parameter])
+    axes[0].set_ylabel("held-out speaker CER")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"Ramped threshold at {args.target:.0%}: one hyperparameter at a time "
+                 "(dashed: the paper's setting)", fontsize=10)
+    fig.tight_layout()
+    files.save_figure(fig, path)
+
+
+def publish(prefix, command, args, source, rows, pending):
+    markdown = table(rows, args, source, pending)
+    common.save_results(prefix, command, vars(args), rows, markdown)
+    plot(prefix + ".png", rows, args)
+    return markdown
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", default=os.environ.get("TFGP_DATA_DIR"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--target", type=float, default=0.9)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--units", type=int, default=128)
+    parser.add_argument("--train-size", type=int, default=1200)
+    parser.add_argument("--test-size", type=int, default=400)
+    parser.add_argument("--max-digits", type=int, default=7)
+    parser.add_argument("--frequency", type=int, default=20,
+                        help="the paper's setting's steps between mask updates")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the saved rows of a run with the same settings")
+    args = parser.parse_args(argv)
+    if not 0 < args.target < 1:
+        parser.error(f"--target must be in (0, 1). Received: --target {args.target}")
+    if args.epochs < 10:
+        parser.error("--epochs must be >= 10 (the grid begins pruning at 5% of the "
+                     f"budget and the paper at the 2nd epoch). Received: --epochs {args.epochs}")
+    if args.quick:
+        args.seeds, args.train_size, args.test_size = args.seeds[:1], 200, 50
+        args.units, args.frequency = 16, 2
+    task = speech_bench.SpeechTask(args.data_dir, args.train_size, args.test_size,
+                                   args.max_digits, 32)
+    prefix = os.path.join(HERE, "results", "sensitivity_quick" if args.quick else "sensitivity")
+    command = common.command_line("sensitivity.py", argv or sys.argv[1:])
+    earlier = (common.finished_rows(prefix + ".json", vars(args), SAME_RUN, key=row_key)
+               if args.resume else {})
+    todo = [(name, parameter, value, hyper, seed) for seed in args.seeds
+            for name, parameter, value, hyper in settings_grid(args.frequency, args.quick)]
+    rows = []
+    for i, (name, parameter, value, hyper, seed) in enumerate(todo):
+        if (name, seed) in earlier:
+            rows.append(earlier[name, seed])
+            print(f"== {name}, seed {seed}: reused from {prefix}.json", flush=True)
+            continue
+        print(f"== [{i + 1}/{len(todo)}] {name}, seed {seed}", flush=True)
+        row = run_setting(task, args, hyper, seed)
+        row.update(name=name, parameter=parameter, value=value)
+        rows.append(row)
+        print(f"   CER {row['cer']:.4f}  sparsity {row['sparsity']:.3f}  "
+              f"{row['train_seconds']:.0f} s", flush=True)
+        pending = [t for t in todo[i + 1:] if (t[0], t[4]) not in earlier]
+        publish(prefix, command, args, task.source,
+                common.keep_unreached(rows, earlier, key=row_key), pending)
+    print("\n" + publish(prefix, command, args, task.source, rows, []))
+    print(f"saved {prefix}.json, .md and .png")
+    return 0 if all(np.isfinite(r["cer"]) for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
