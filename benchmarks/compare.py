@@ -35,11 +35,6 @@ SAME_RUN = ("data_dir", "epochs", "units", "small_units", "train_size", "test_si
             "max_digits", "frequency", "quick")
 
 
-def row_key(row):
-    """A row's identity across runs: a configuration and a seed."""
-    return row["name"], row["seed"]
-
-
 def plot(path, summary, headline):
     import matplotlib
 
@@ -178,24 +173,13 @@ def main(argv=None):
                                    args.max_digits, 32)
     prefix = os.path.join(HERE, "results", "compare_quick" if args.quick else "compare")
     command = common.command_line("compare.py", argv or sys.argv[1:])
-    earlier = (common.finished_rows(prefix + ".json", vars(args), SAME_RUN, key=row_key)
-               if args.resume else {})
-    todo = configs(args)
-    rows = []
-    for i, (name, units, method, target, seed) in enumerate(todo):
-        if (name, seed) in earlier:
-            rows.append(earlier[name, seed])
-            print(f"== {name}, seed {seed}: reused from {prefix}.json", flush=True)
-            continue
-        print(f"== [{i + 1}/{len(todo)}] {name}, seed {seed}", flush=True)
-        row = run_row(task, args, units, method, target, seed)
-        row["name"] = name
-        rows.append(row)
-        print(f"   CER {row['cer']:.4f}  sparsity {row['sparsity']:.3f}  steps "
-              f"{row['steps']}  {row['train_seconds']:.0f} s", flush=True)
-        saved = common.keep_unreached(rows, earlier, key=row_key)
-        pending = [c for c in todo[i + 1:] if (c[0], c[4]) not in earlier]
-        publish(prefix, command, args, task.source, saved, pending)
+    earlier = (common.finished_rows(prefix + ".json", vars(args), SAME_RUN,
+                                    key=speech_bench.row_key) if args.resume else {})
+    todo = [(name, seed, (units, method, target))
+            for name, units, method, target, seed in configs(args)]
+    rows = speech_bench.train_rows(
+        todo, earlier, lambda config, seed: run_row(task, args, *config, seed),
+        lambda saved, pending: publish(prefix, command, args, task.source, saved, pending))
     print("\n" + publish(prefix, command, args, task.source, rows, []))
     print(f"saved {prefix}.json, .md and .png")
     return 0 if np.all([np.isfinite(r["cer"]) for r in rows]) else 1

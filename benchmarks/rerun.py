@@ -89,7 +89,7 @@ def main(argv=None):
         settings.data_dir = args.data_dir
     known = {(name, seed): (units, method, target)
              for name, units, method, target, seed in compare.configs(settings)}
-    rows = {compare.row_key(r): r for r in saved["rows"]}
+    rows = {speech_bench.row_key(r): r for r in saved["rows"]}
     for name in args.rows:
         if (name, args.seed) not in known:
             names = sorted({n for n, _ in known})

@@ -61,10 +61,6 @@ def settings_grid(frequency, quick=False):
     return out
 
 
-def row_key(row):
-    return row["name"], row["seed"]
-
-
 def run_setting(task, args, hyper, seed):
     frequency = int(round(hyper["frequency"] * args.frequency))
     return speech_bench.run_one(
@@ -175,25 +171,18 @@ def main(argv=None):
                                    args.max_digits, 32)
     prefix = os.path.join(HERE, "results", "sensitivity_quick" if args.quick else "sensitivity")
     command = common.command_line("sensitivity.py", argv or sys.argv[1:])
-    earlier = (common.finished_rows(prefix + ".json", vars(args), SAME_RUN, key=row_key)
-               if args.resume else {})
-    todo = [(name, parameter, value, hyper, seed) for seed in args.seeds
+    earlier = (common.finished_rows(prefix + ".json", vars(args), SAME_RUN,
+                                    key=speech_bench.row_key) if args.resume else {})
+    todo = [(name, seed, (parameter, value, hyper)) for seed in args.seeds
             for name, parameter, value, hyper in settings_grid(args.frequency, args.quick)]
-    rows = []
-    for i, (name, parameter, value, hyper, seed) in enumerate(todo):
-        if (name, seed) in earlier:
-            rows.append(earlier[name, seed])
-            print(f"== {name}, seed {seed}: reused from {prefix}.json", flush=True)
-            continue
-        print(f"== [{i + 1}/{len(todo)}] {name}, seed {seed}", flush=True)
-        row = run_setting(task, args, hyper, seed)
-        row.update(name=name, parameter=parameter, value=value)
-        rows.append(row)
-        print(f"   CER {row['cer']:.4f}  sparsity {row['sparsity']:.3f}  "
-              f"{row['train_seconds']:.0f} s", flush=True)
-        pending = [t for t in todo[i + 1:] if (t[0], t[4]) not in earlier]
-        publish(prefix, command, args, task.source,
-                common.keep_unreached(rows, earlier, key=row_key), pending)
+
+    def train(config, seed):
+        parameter, value, hyper = config
+        return dict(run_setting(task, args, hyper, seed), parameter=parameter, value=value)
+
+    rows = speech_bench.train_rows(
+        todo, earlier, train,
+        lambda saved, pending: publish(prefix, command, args, task.source, saved, pending))
     print("\n" + publish(prefix, command, args, task.source, rows, []))
     print(f"saved {prefix}.json, .md and .png")
     return 0 if all(np.isfinite(r["cer"]) for r in rows) else 1

@@ -168,6 +168,40 @@ def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, 
     }
 
 
+def row_key(row):
+    """A row's identity across runs: a configuration's name and a seed."""
+    return row["name"], row["seed"]
+
+
+def train_rows(todo, earlier, train, publish):
+    """Trains rows one after the other, saving after each; returns them.
+
+    `todo` lists `(name, seed, config)` in run order. A row in `earlier`
+    (`{row_key: row}`, from `common.finished_rows` for `--resume`) is reused,
+    not trained. `train(config, seed)` returns a new row (its `name` is set
+    here). After each row, `publish(rows, pending)` gets the rows so far
+    (with the `earlier` rows not reached yet) and the `todo` items still to
+    train.
+    """
+    import common
+
+    rows = []
+    for i, (name, seed, config) in enumerate(todo):
+        if (name, seed) in earlier:
+            rows.append(earlier[name, seed])
+            print(f"== {name}, seed {seed}: reused from the saved results", flush=True)
+            continue
+        print(f"== [{i + 1}/{len(todo)}] {name}, seed {seed}", flush=True)
+        row = train(config, seed)
+        row["name"] = name
+        rows.append(row)
+        print(f"   CER {row['cer']:.4f}  sparsity {row['sparsity']:.3f}  steps "
+              f"{row['steps']}  {row['train_seconds']:.0f} s", flush=True)
+        pending = [t for t in todo[i + 1:] if t[:2] not in earlier]
+        publish(common.keep_unreached(rows, earlier, key=row_key), pending)
+    return rows
+
+
 def summarise(rows, key):
     groups = {}
     for row in rows:

@@ -212,3 +212,27 @@ def test_run_expands_groups_once_each_and_rejects_unknown_names(capsys):
     with pytest.raises(SystemExit):
         run.main(["nonsense"])
     assert "unknown benchmark(s) ['nonsense']" in capsys.readouterr().err
+
+
+def test_train_rows_reuses_saved_rows_and_publishes_after_each_new_one():
+    def row(name, seed, cer):
+        return {"name": name, "seed": seed, "cer": cer, "sparsity": 0.9, "steps": 4,
+                "train_seconds": 1.0}
+
+    todo = [("a", 0, "config a"), ("b", 0, "config b"), ("c", 0, "config c")]
+    earlier = {("b", 0): row("b", 0, 0.2), ("old", 1): row("old", 1, 0.5)}
+    trained, published = [], []
+
+    def train(config, seed):
+        trained.append(config)
+        return {k: v for k, v in row(None, seed, 0.1).items() if k != "name"}
+
+    rows = speech_bench.train_rows(todo, earlier, train,
+                                   lambda saved, pending: published.append((saved, pending)))
+    assert trained == ["config a", "config c"]
+    assert [r["name"] for r in rows] == ["a", "b", "c"]
+    assert rows[1] is earlier["b", 0]
+    first_saved, first_pending = published[0]
+    assert [r["name"] for r in first_saved] == ["a", "b", "old"]  # unreached rows kept
+    assert first_pending == [("c", 0, "config c")]  # "b" is saved already
+    assert published[-1][1] == []
