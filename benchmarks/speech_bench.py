@@ -83,6 +83,26 @@ class StepSparsity:
 METHODS = ("dense", "ramped", "agp", "one_shot", "prune_retrain", "l1")
 
 
+def seeded_start(task, units, seed, regularizer=None):
+    """What every row starts from: `(train, steps, model)`, the shuffled
+    training set, its batches per epoch and the untrained recogniser.
+
+    The seed comes first, then the training set (its shuffle takes the
+    global seed too: set after it, a row would depend on the rows run before
+    it), then the model; tfmot's twin (`tfmot_speech.run`) calls this too and
+    starts from the same initial weights as our rows.
+    """
+    import keras
+
+    from tf_gradual_prune import models
+
+    keras.utils.set_random_seed(seed)
+    train, steps = task.train_dataset(seed)
+    model = models.speech_model(task.x[0].shape[1], len(task.alphabet), units=units,
+                                regularizer=regularizer)
+    return train, steps, model
+
+
 def pruning_schedule(method, epochs, steps, target, frequency=20, rounds=3, timing=None,
                      ramp_slope_ratio=None):
     """The schedule of one of `METHODS` (see `run_one`) for `epochs` of
@@ -143,15 +163,11 @@ def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, 
     method = method or ("dense" if target is None else "ramped")
     if method not in METHODS:
         raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
-    # The seed comes first: the shuffle of the training set takes the global
-    # seed too, so a row set after it would depend on the rows run before it.
-    keras.utils.set_random_seed(seed)
-    train, steps = task.train_dataset(seed)
+    train, steps, model = seeded_start(
+        task, units, seed, keras.regularizers.L1(l1) if method == "l1" else None)
     total_epochs = epochs + (rounds * (epochs // 2) if method == "prune_retrain" else 0)
     schedule = pruning_schedule(method, epochs, steps, target, frequency, rounds, timing,
                                 ramp_slope_ratio)
-    model = models.speech_model(task.x[0].shape[1], len(task.alphabet), units=units,
-                                regularizer=keras.regularizers.L1(l1) if method == "l1" else None)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     callbacks = [] if schedule is None else [tgp.GradualPruning(schedule, block_size=block_size)]
     start = time.perf_counter()

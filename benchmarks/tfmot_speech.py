@@ -10,9 +10,12 @@ tfmot cannot wrap `Bidirectional`, so the twin's bidirectional layers are a
 naming the same weights our callback prunes: the input and recurrent
 kernels of both directions. Training: the same data, Adam(1e-3), steps and
 `PolynomialDecay` as `speech_bench.run_one(method="agp")`, with
-`prune_low_magnitude` and `UpdatePruningStep`. The trained weights are then
-copied into a Keras 3 `speech_model` so that the CER and the sparsity are
-measured by the same code as every other row.
+`prune_low_magnitude` and `UpdatePruningStep`. The twin starts from the
+initial weights of our row with the same seed (`speech_bench.seeded_start`
+builds the Keras 3 model; its weights are copied in before training), so
+the two AGP rows differ only in the pruning code and the framework. The
+trained weights are copied back into that Keras 3 model so that the CER and
+the sparsity are measured by the same code as every other row.
 """
 
 import os
@@ -36,6 +39,15 @@ def twin(num_features, classes, units, schedule, layers=2, conv_filters=128, con
                     for w in (direction.cell.kernel, direction.cell.recurrent_kernel)]
 
     class TwinCTC(tf_keras.Model):
+        # Logs the loss as `CTCModel` does: the mean over the epoch's batches.
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.loss_tracker = tf_keras.metrics.Mean(name="loss")
+
+        @property
+        def metrics(self):
+            return [self.loss_tracker]
+
         def train_step(self, data):
             features, labels = data
             with tf.GradientTape() as tape:
@@ -43,7 +55,8 @@ def twin(num_features, classes, units, schedule, layers=2, conv_filters=128, con
                 loss = ctc_loss(features, labels, logits, conv_stride)
             grads = tape.gradient(loss, self.trainable_variables)
             self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
-            return {"loss": loss}
+            self.loss_tracker.update_state(loss)
+            return {"loss": self.loss_tracker.result()}
 
     inputs = tf_keras.Input((None, num_features))
     x = tf_keras.layers.Conv1D(conv_filters, conv_kernel, strides=conv_stride,
@@ -55,6 +68,16 @@ def twin(num_features, classes, units, schedule, layers=2, conv_filters=128, con
         x = tfmot.sparsity.keras.prune_low_magnitude(bidirectional, pruning_schedule=schedule)(x)
     outputs = tf_keras.layers.Dense(classes)(x)
     return TwinCTC(inputs, outputs)
+
+
+def weighted_layers(model):
+    """The layers of `model` (ours or the twin) that hold weights, in order;
+    for a layer wrapped by `prune_low_magnitude`, the wrapped layer, whose
+    weights are those of our layer."""
+    from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
+
+    return [layer.layer if isinstance(layer, pruning_wrapper.PruneLowMagnitude) else layer
+            for layer in model.layers if layer.weights]
 
 
 def ctc_loss(features, labels, logits, stride):
@@ -86,24 +109,22 @@ def run(data_dir, train_size, test_size, max_digits, units, epochs, seed, target
     from tf_gradual_prune import models
 
     task = speech_bench.SpeechTask(data_dir, train_size, test_size, max_digits, 32)
-    tf_keras.utils.set_random_seed(seed)  # before the shuffled dataset, as in run_one
-    train, steps = task.train_dataset(seed)
+    train, steps, ours = speech_bench.seeded_start(task, units, seed)
     total = epochs * steps
-    schedule = tfmot.sparsity.keras.PolynomialDecay(
-        0.0, target, begin_step=steps, end_step=total // 2, power=3, frequency=frequency)
+    schedule = speech_bench.pruning_schedule("agp", epochs, steps, target, frequency)
     num_features, classes = task.x[0].shape[1], len(task.alphabet) + 1
     pruned = twin(num_features, classes, units, schedule)
+    for source, destination in zip(weighted_layers(ours), weighted_layers(pruned), strict=True):
+        destination.set_weights(source.get_weights())
     pruned.compile(optimizer=tf_keras.optimizers.Adam(1e-3))
     start = time.perf_counter()
     history = pruned.fit(train.repeat(), epochs=epochs, steps_per_epoch=steps, verbose=0,
                          callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     seconds = time.perf_counter() - start
+    # strip_pruning applies the masks to the wrapped layers' weights.
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)
-    ours = models.speech_model(num_features, len(task.alphabet), units=units)
-    # Layer by layer: tf_keras lists a model's trainable weights first.
-    theirs = [layer for layer in stripped.layers if layer.weights]
-    mine = [layer for layer in ours.layers if layer.weights]
-    for source, destination in zip(theirs, mine, strict=True):
+    for source, destination in zip(weighted_layers(stripped), weighted_layers(ours),
+                                   strict=True):
         destination.set_weights(source.get_weights())
     rates = models.error_rates(ours, task.test, task.alphabet)
     table = tgp.sparsity_table(ours, weights="recurrent")
