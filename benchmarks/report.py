@@ -48,9 +48,12 @@ def section(name, title, suffix=""):
         with open(meta) as f:
             info = json.load(f)
         versions = info.get("versions", {})
+        features = versions.get("cpu_features")
+        cpus = f"{versions.get('cpus', '?')} CPUs" + (
+            f" with {', '.join(features)}" if features else "")
         lines += [f"Command: `{info.get('command', '')}` "
                   f"(TensorFlow {versions.get('tensorflow', '?')}, Keras "
-                  f"{versions.get('keras', '?')}, {versions.get('cpus', '?')} CPUs).", ""]
+                  f"{versions.get('keras', '?')}, {cpus}).", ""]
     with open(md) as f:
         lines += [f.read().strip(), ""]
     for png in (f"{stem}.png", f"{stem}_sensitivity.png"):

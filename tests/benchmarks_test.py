@@ -189,13 +189,15 @@ def test_report_sections_show_tables_reruns_and_missing_runs(tmp_path, monkeypat
     results.mkdir()
     (results / "compare.md").write_text("| a table |\n")
     (results / "compare.json").write_text(json.dumps(
-        {"command": "python benchmarks/compare.py", "versions": {"tensorflow": "2.17.1"}}))
+        {"command": "python benchmarks/compare.py",
+         "versions": {"tensorflow": "2.17.1", "cpus": 2, "cpu_features": ["avx2", "fma"]}}))
     for name in ("compare_rerun", "compare_rerun_other"):
         (results / f"{name}.md").write_text(f"{name} rows\n")
         (results / f"{name}.json").write_text(json.dumps({"command": f"rerun {name}"}))
     monkeypatch.setattr(report, "HERE", str(tmp_path))
     text = "\n".join(report.section("compare", "Methods"))
     assert "Command: `python benchmarks/compare.py` (TensorFlow 2.17.1" in text
+    assert "2 CPUs with avx2, fma)." in text
     assert "| a table |" in text
     assert text.count("### Spot re-run") == 2
     assert text.index("compare_rerun rows") < text.index("compare_rerun_other rows")
