@@ -194,8 +194,8 @@ def train_rows(todo, earlier, train, publish):
 
     `todo` lists `(name, seed, config)` in run order. A row in `earlier`
     (`{row_key: row}`, from `common.finished_rows` for `--resume`) is reused,
-    not trained. `train(config, seed)` returns a new row (its `name` is set
-    here). After each row, `publish(rows, pending)` gets the rows so far
+    not trained. `train(config, seed)` returns a new row (its `name` and
+    the `cpu_features` of the machine that trained it are set here). After each row, `publish(rows, pending)` gets the rows so far
     (with the `earlier` rows not reached yet) and the `todo` items still to
     train.
     """
@@ -210,6 +210,7 @@ def train_rows(todo, earlier, train, publish):
         print(f"== [{i + 1}/{len(todo)}] {name}, seed {seed}", flush=True)
         row = train(config, seed)
         row["name"] = name
+        row["cpu_features"] = common.cpu_features()  # what decides the last bits
         rows.append(row)
         print(f"   CER {row['cer']:.4f}  sparsity {row['sparsity']:.3f}  steps "
               f"{row['steps']}  {row['train_seconds']:.0f} s", flush=True)

@@ -217,6 +217,8 @@ def test_run_expands_groups_once_each_and_rejects_unknown_names(capsys):
 
 
 def test_train_rows_reuses_saved_rows_and_publishes_after_each_new_one():
+    import common
+
     def row(name, seed, cer):
         return {"name": name, "seed": seed, "cer": cer, "sparsity": 0.9, "steps": 4,
                 "train_seconds": 1.0}
@@ -234,6 +236,7 @@ def test_train_rows_reuses_saved_rows_and_publishes_after_each_new_one():
     assert trained == ["config a", "config c"]
     assert [r["name"] for r in rows] == ["a", "b", "c"]
     assert rows[1] is earlier["b", 0]
+    assert rows[0]["cpu_features"] == common.cpu_features()
     first_saved, first_pending = published[0]
     assert [r["name"] for r in first_saved] == ["a", "b", "old"]  # unreached rows kept
     assert first_pending == [("c", 0, "config c")]  # "b" is saved already
