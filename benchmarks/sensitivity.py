@@ -52,11 +52,16 @@ SAME_RUN = ("data_dir", "epochs", "units", "target", "train_size", "test_size",
             "max_digits", "frequency", "quick")
 
 
+def update_steps(multiple, frequency):
+    """Steps between mask updates for a `multiple` of `--frequency`."""
+    return max(1, int(round(multiple * frequency)))
+
+
 def settings_grid(frequency, quick=False):
     """`(name, parameter, value, hyperparameters)`: the paper's setting first
     (with `quick`, one value per hyperparameter)."""
     def named(parameter, value):
-        shown = int(value * frequency) if parameter == "frequency" else value
+        shown = update_steps(value, frequency) if parameter == "frequency" else value
         return f"{parameter} {shown:g}", shown
 
     out = [("paper's setting", None, None, dict(PAPER))]
@@ -68,9 +73,9 @@ def settings_grid(frequency, quick=False):
 
 
 def run_setting(task, args, hyper, seed):
-    frequency = int(round(hyper["frequency"] * args.frequency))
     return speech_bench.run_one(
-        task, args.units, args.epochs, seed, args.target, frequency=max(1, frequency),
+        task, args.units, args.epochs, seed, args.target,
+        frequency=update_steps(hyper["frequency"], args.frequency),
         method="ramped", verbose=0, timing=(hyper["begin"], hyper["ramp"], hyper["end"]),
         ramp_slope_ratio=hyper["ramp_slope_ratio"])
 
