@@ -9,10 +9,13 @@ the first 4/13 of the budget, as theirs does after epoch 4). Rows, all at the
 same budget and seed:
 
 - dense small model;
-- ramped threshold (this project) and AGP (Zhu & Gupta's polynomial ramp,
-  tfmot's `PolynomialDecay` through our callback) at each `--targets`
-  sparsity, on the LSTM kernels and the output layer;
-- a `--large-units` model pruned (ramped threshold) to the non-zero count of
+- the library's default (`RampedThresholdSchedule.for_training` with nothing
+  else set), the paper's ramped threshold (its timing, "track" calibration,
+  every `--frequency` steps) and AGP (Zhu & Gupta's polynomial ramp, tfmot's
+  `PolynomialDecay` through our callback, the paper's window) at each
+  `--targets` sparsity, on the LSTM kernels and the output layer (`--methods`
+  chooses; a resumed run keeps the saved rows of the others);
+- a `--large-units` model pruned (the paper's ramp) to the non-zero count of
   the dense small model's LSTM + output matrices.
 
 Every model is exported with `export_tflite` (float32, sparse encoding; a
@@ -105,9 +108,13 @@ def run_one(corpus_batches, vocabulary, units, epochs, method, target, seed, arg
                   metrics=[models.Perplexity()])
     callbacks = [models.ResetStates()]
     frequency = args.frequency
-    if method == "ramped":
-        schedule = tgp.RampedThresholdSchedule.for_training(
-            epochs, steps, target_sparsity=target, frequency=frequency)
+    if method == "default":
+        schedule = tgp.RampedThresholdSchedule.for_training(epochs, steps, target_sparsity=target)
+        callbacks.append(tgp.GradualPruning(schedule, weights=PRUNED))
+    elif method == "ramped":
+        # The paper's timing, calibrated on the live weights ("track").
+        schedule = tgp.RampedThresholdSchedule.paper(
+            epochs, steps, target_sparsity=target, frequency=frequency, calibration="track")
         callbacks.append(tgp.GradualPruning(schedule, weights=PRUNED))
     elif method == "agp":
         # The same window as the paper's timing: from epoch 2 to 50% of training.
@@ -141,7 +148,7 @@ def plot(path, rows):
 
     fig, ax = plt.subplots(figsize=(7, 4))
     dense = [r for r in rows if r["method"] == "dense"]
-    for method, marker in (("ramped", "o"), ("agp", "s")):
+    for method, marker in (("default", "D"), ("ramped", "o"), ("agp", "s")):
         points = sorted((r["sparsity"], r["test_perplexity"]) for r in rows
                         if r["method"] == method and r["name"].startswith(method))
         if points:
@@ -197,7 +204,8 @@ def main(argv=None):
     parser.add_argument("--units", type=int, default=200)
     parser.add_argument("--large-units", type=int, default=400)
     parser.add_argument("--targets", type=float, nargs="+", default=[0.8, 0.9, 0.95])
-    parser.add_argument("--methods", nargs="+", default=["ramped", "agp"])
+    parser.add_argument("--methods", nargs="+", default=["default", "ramped", "agp"],
+                        choices=["default", "ramped", "agp"])
     parser.add_argument("--frequency", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--steps", type=int, default=35)
@@ -252,6 +260,8 @@ def main(argv=None):
         # Saved after every row, so that an interrupted run resumes with --resume.
         saved = common.keep_unreached(rows, earlier)
         common.save_results(prefix, command, vars(args), saved, table(saved, len(train), args))
+    # Rows of methods or targets this run did not select stay in the file.
+    rows = common.keep_unreached(rows, earlier)
     markdown = table(rows, len(train), args)
     print("\n" + markdown)
     common.save_results(prefix, command, vars(args), rows, markdown)

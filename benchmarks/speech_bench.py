@@ -37,18 +37,39 @@ def recurrent_size(units, layers=2, conv_filters=128):
     return total
 
 
+#: The splits of `SpeechTask`: "test" trains on five speakers and scores the
+#: sixth (the last in sorted order); "validation" leaves that sixth speaker
+#: out entirely, trains on four and scores the fifth, for choosing defaults.
+SPLITS = ("test", "validation")
+
+
 class SpeechTask:
     """Featurised digit strings, shared by every run of one benchmark."""
 
-    def __init__(self, data_dir, train_size, test_size, max_digits, batch_size, data_seed=0):
+    def __init__(self, data_dir, train_size, test_size, max_digits, batch_size, data_seed=0,
+                 split="test"):
         from tf_gradual_prune import audio
         from tf_gradual_prune import datasets
         from tf_gradual_prune import models
 
+        if split not in SPLITS:
+            raise ValueError(f"`split` must be one of {SPLITS}. Received: split={split!r}")
         source = "fsdd" if data_dir else "synthetic"
-        (waves, texts), (test_waves, test_texts) = datasets.speech_digits(
-            source, data_dir=data_dir, train_size=train_size, test_size=test_size,
-            max_digits=max_digits, seed=data_seed)
+        if split == "test":
+            (waves, texts), (test_waves, test_texts) = datasets.speech_digits(
+                source, data_dir=data_dir, train_size=train_size, test_size=test_size,
+                max_digits=max_digits, seed=data_seed)
+        else:
+            recordings = (datasets.fsdd_recordings(data_dir) if data_dir
+                          else datasets.synthetic_digit_recordings(seed=data_seed))
+            speakers = sorted({r.speaker for r in recordings})
+            kept = [r for r in recordings if r.speaker != speakers[-1]]
+            train, held_out = datasets.split_recordings(kept, "speaker", speakers[-2])
+            options = dict(max_digits=max_digits)
+            waves, texts = datasets.digit_strings(train, train_size, seed=data_seed, **options)
+            test_waves, test_texts = datasets.digit_strings(held_out, test_size,
+                                                            seed=data_seed + 1, **options)
+        self.split = split
         features = audio.AudioFeatures()
         self.source = source
         self.alphabet = models.Alphabet("0123456789 ")
@@ -80,7 +101,62 @@ class StepSparsity:
 
 
 #: The pruning methods `run_one` knows.
-METHODS = ("dense", "ramped", "agp", "one_shot", "prune_retrain", "l1")
+METHODS = ("dense", "default", "ramped", "agp", "one_shot", "prune_retrain", "l1")
+
+
+class Trajectory:
+    """What happens along one pruned training: the loss of every optimizer
+    step, every matrix's sparsity after each mask update, and (with
+    `task`) the CER on the first `batches` batches of the task's evaluation
+    split at every epoch end (a subset: decoding all of it every epoch
+    would double the training time).
+
+    `callback(pruning)` returns the Keras callback to list after the
+    `GradualPruning` one; `as_dict()` the record, JSON-ready.
+    """
+
+    def __init__(self, task=None, batches=5):
+        self.task, self.batches = task, batches
+        self.loss, self.updates, self.cer = [], [], []
+
+    def callback(self, pruning):
+        import keras
+        import numpy as np
+
+        from tf_gradual_prune import models
+
+        record = self
+
+        class Recorder(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.mean_before = 0.0
+
+            def on_train_batch_end(self, batch, logs=None):
+                # Keras logs the epoch's running mean; undo it for this batch.
+                mean = float(logs["loss"])
+                record.loss.append(mean * (batch + 1) - self.mean_before * batch)
+                self.mean_before = mean
+                step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+                if pruning is None:
+                    return
+                sparsity = [float(np.mean(keras.ops.convert_to_numpy(item.variable) == 0))
+                            for _, items in pruning.groups for item in items]
+                if not record.updates or sparsity != record.updates[-1][1]:
+                    record.updates.append((step, sparsity))
+
+            def on_epoch_end(self, epoch, logs=None):
+                if record.task is not None:
+                    step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+                    rates = models.error_rates(self.model,
+                                               record.task.test.take(record.batches),
+                                               record.task.alphabet)
+                    record.cer.append((step, rates["cer"]))
+
+        return Recorder()
+
+    def as_dict(self, names):
+        return {"loss": self.loss, "updates": self.updates, "cer": self.cer,
+                "matrices": names}
 
 
 def seeded_start(task, units, seed, regularizer=None):
@@ -104,7 +180,7 @@ def seeded_start(task, units, seed, regularizer=None):
 
 
 def pruning_schedule(method, epochs, steps, target, frequency=20, rounds=3, timing=None,
-                     ramp_slope_ratio=None):
+                     ramp_slope_ratio=None, calibration=None):
     """The schedule of one of `METHODS` (see `run_one`) for `epochs` of
     `steps` optimizer steps; None for `"dense"`."""
     import tensorflow_model_optimization as tfmot
@@ -112,14 +188,17 @@ def pruning_schedule(method, epochs, steps, target, frequency=20, rounds=3, timi
     import tf_gradual_prune as tgp
 
     total = epochs * steps
+    if method == "default":
+        return tgp.RampedThresholdSchedule.for_training(epochs, steps, target_sparsity=target)
     if method == "ramped" and timing is None:
-        return tgp.RampedThresholdSchedule.for_training(
+        return tgp.RampedThresholdSchedule.paper(
             epochs, steps, target_sparsity=target, frequency=frequency,
-            ramp_slope_ratio=ramp_slope_ratio)
+            ramp_slope_ratio=ramp_slope_ratio, calibration=calibration or "track")
     if method == "ramped":
         return tgp.RampedThresholdSchedule(
             *(int(round(f * total)) for f in timing), frequency=frequency,
-            target_sparsity=target, ramp_slope_ratio=ramp_slope_ratio)
+            target_sparsity=target, ramp_slope_ratio=ramp_slope_ratio,
+            calibration=calibration or "track")
     if method == "agp":
         return tfmot.sparsity.keras.PolynomialDecay(
             0.0, target, begin_step=steps, end_step=total // 2, power=3, frequency=frequency)
@@ -135,16 +214,22 @@ def pruning_schedule(method, epochs, steps, target, frequency=20, rounds=3, timi
 
 
 def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, verbose=2,
-            method=None, rounds=3, l1=1e-5, timing=None, ramp_slope_ratio=None):
+            method=None, rounds=3, l1=1e-5, timing=None, ramp_slope_ratio=None,
+            calibration=None, trace=False):
     """Trains one recogniser; returns a result row.
 
     Methods (`target` is the final sparsity of the recurrent kernels):
 
     - `"dense"` (or `target=None`): no pruning.
-    - `"ramped"` (default with a target): the paper's rule, calibrated, with
-      the paper's timing (`RampedThresholdSchedule.for_training`), or with
-      `timing`, the begin, ramp and end steps as fractions of the budget,
-      and φ/θ = `ramp_slope_ratio` (None: the paper's 1.5).
+    - `"default"`: the library's default, `RampedThresholdSchedule.
+      for_training(epochs, steps, target_sparsity=target)` and nothing else
+      (`frequency`, `timing` and the rest do not apply).
+    - `"ramped"` (default with a target): the paper's rule, with the paper's
+      timing (`RampedThresholdSchedule.paper`), or with `timing`, the begin,
+      ramp and end steps as fractions of the budget; φ/θ =
+      `ramp_slope_ratio` (None: the paper's 1.5), `calibration` (None:
+      "track", as the comparison's rows were measured), masks updated every
+      `frequency` steps.
     - `"agp"`: Zhu & Gupta's cubic sparsity ramp (tfmot's `PolynomialDecay`)
       over the same window (2nd epoch to 50%), through our callback.
     - `"one_shot"`: dense until 50% of the budget, pruned once to the
@@ -154,6 +239,10 @@ def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, 
       the budget each: it costs `1 + rounds / 2` times the steps.
     - `"l1"`: an L1 penalty (`l1`) on the recurrent kernels throughout, pruned
       once to the target at 80% of the budget, fine-tuned for the rest.
+
+    With `trace`, the row also holds `"trajectory"` (see `Trajectory`: the
+    loss of every step, every matrix's sparsity after each mask update and
+    the CER on `task.test` at every epoch end).
     """
     import keras
 
@@ -167,21 +256,31 @@ def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, 
         task, units, seed, keras.regularizers.L1(l1) if method == "l1" else None)
     total_epochs = epochs + (rounds * (epochs // 2) if method == "prune_retrain" else 0)
     schedule = pruning_schedule(method, epochs, steps, target, frequency, rounds, timing,
-                                ramp_slope_ratio)
+                                ramp_slope_ratio, calibration)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     callbacks = [] if schedule is None else [tgp.GradualPruning(schedule, block_size=block_size)]
+    trajectory = Trajectory(task) if trace else None
+    if trace:
+        callbacks.append(trajectory.callback(callbacks[0] if callbacks else None))
     start = time.perf_counter()
     history = model.fit(train.repeat(), epochs=total_epochs, steps_per_epoch=steps,
                         callbacks=callbacks, verbose=verbose, shuffle=False)
     seconds = time.perf_counter() - start
     rates = models.error_rates(model, task.test, task.alphabet)
     table = tgp.sparsity_table(model, weights="recurrent")
-    return {
+    row = {
         "units": units, "seed": seed, "method": method, "target": target, "cer": rates["cer"],
         "wer": rates["wer"], "sparsity": table.sparsity,
         "nonzeros": table.size - table.zeros, "steps": total_epochs * steps,
         "train_seconds": seconds, "loss": float(history.history["loss"][-1]),
     }
+    if schedule is not None:
+        row["schedule"] = repr(schedule)
+    if trace:
+        names = [item.name for _, items in callbacks[0].groups for item in items] if (
+            schedule is not None) else []
+        row["trajectory"] = trajectory.as_dict(names)
+    return row
 
 
 def row_key(row):

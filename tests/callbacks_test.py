@@ -364,7 +364,9 @@ def test_bad_block_size(block, error):
         GradualPruning(schedule, block_size=block)
 
 
-@pytest.mark.parametrize("calibration, warns", [("begin", True), ("track", False)])
+@pytest.mark.parametrize(
+    "calibration, warns", [("begin", True), ("track", False), ("spread", False)]
+)
 def test_fresh_callback_after_begin_step_warns_only_for_begin_calibration(
     calibration, warns
 ):
@@ -378,3 +380,40 @@ def test_fresh_callback_after_begin_step_warns_only_for_begin_calibration(
         fit(model, [GradualPruning(schedule)], epochs=1)
     messages = [str(w.message) for w in caught if "calibrated now" in str(w.message)]
     assert bool(messages) == warns
+
+
+def test_for_training_defaults_prune_a_short_fit_to_the_target():
+    # 3 epochs of 10 steps, nothing set but the target: the schedule picks
+    # its frequency, and the fit lands on the target.
+    x, y = X[:80], Y[:80]
+    model = build("bidirectional")
+    schedule = RampedThresholdSchedule.for_training(3, 10, target_sparsity=0.8)
+    pruning = GradualPruning(schedule)
+    history = model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[pruning])
+    assert history.history["sparsity"][-1] == pytest.approx(0.8, abs=0.02)
+    for item in find_prunable_weights(model):
+        zeros = np.mean(keras.ops.convert_to_numpy(item.variable) == 0)
+        assert zeros == pytest.approx(0.8, abs=0.02), item.name
+
+
+def test_spread_calibration_cuts_the_ramp_share_at_every_update():
+    model = build("lstm", units=16)
+    schedule = RampedThresholdSchedule(
+        6, 12, 30, 2, target_sparsity=0.9, calibration="spread"
+    )
+    pruning = GradualPruning(schedule)
+    seen = {}
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+            seen[step] = [
+                float(np.mean(keras.ops.convert_to_numpy(i.variable) == 0))
+                for i in find_prunable_weights(self.model)
+            ]
+
+    fit(model, [pruning, Record()], epochs=3)
+    for step, sparsities in seen.items():
+        wanted = 0.9 * schedule.ramp_fraction(step)
+        for value in sparsities:
+            assert value == pytest.approx(wanted, abs=0.01), (step, value)

@@ -106,7 +106,9 @@ def test_call_of_calibrated_schedule_is_relative_to_quantile():
     assert float(relative) * 2.0 == pytest.approx(
         begin_schedule.threshold(999, theta, phi), rel=1e-6
     )
-    tracked = RampedThresholdSchedule(100, 400, 1000, 50, target_sparsity=0.9)
+    tracked = RampedThresholdSchedule(
+        100, 400, 1000, 50, target_sparsity=0.9, calibration="track"
+    )
     assert float(tracked(950)[1]) == pytest.approx(1.0)
     assert 0.0 < float(tracked(500)[1]) < 1.0
 
@@ -147,20 +149,126 @@ def test_calibrated_threshold_ends_near_the_quantile(target, ratio):
     assert target - 0.05 < reached <= target
 
 
-def test_for_training_applies_the_paper_defaults():
-    schedule = RampedThresholdSchedule.for_training(
+def test_paper_applies_the_paper_timing():
+    schedule = RampedThresholdSchedule.paper(
         epochs=20, steps_per_epoch=50, target_sparsity=0.8, frequency=10
     )
     assert schedule.begin_step == 50
     assert schedule.ramp_step == 250
     assert schedule.end_step == 500
+    assert schedule.frequency == 10
     assert schedule.target_sparsity == 0.8
     assert schedule.ratio == 1.5
+    assert schedule.calibration_mode == "begin"
+    # Long enough for the paper's 100 steps between updates.
+    assert RampedThresholdSchedule.paper(20, 500).frequency == 100
+    assert RampedThresholdSchedule.paper(20, 50).frequency == 450 // 20
 
 
-def test_for_training_too_short_is_an_error():
-    with pytest.raises(ValueError, match="epochs=3, steps_per_epoch=10"):
-        RampedThresholdSchedule.for_training(epochs=3, steps_per_epoch=10)
+def test_paper_rule_is_algorithm_1_with_the_paper_calibration():
+    rng = np.random.default_rng(3)
+    weights = rng.normal(size=(64, 96))
+    schedule = RampedThresholdSchedule.paper(
+        epochs=12, steps_per_epoch=250, target_sparsity=0.9, frequency=100
+    )
+    q = np.quantile(np.abs(weights), 0.9)
+    theta = 2 * q * 100 / (2 * (750 - 250) + 3 * (1500 - 750))
+    slopes = schedule.calibrate(weights)
+    assert slopes == pytest.approx((theta, 1.5 * theta), rel=1e-12)
+    for step in range(0, 3000, 37):
+        assert schedule.threshold(step, *slopes) == pytest.approx(
+            reference_threshold(step, 250, 750, 1500, 100, theta, 1.5 * theta),
+            rel=1e-12, abs=0.0,
+        )
+
+
+def test_for_training_default_timing_and_frequency():
+    schedule = RampedThresholdSchedule.for_training(
+        epochs=10, steps_per_epoch=40, target_sparsity=0.8
+    )
+    assert (schedule.begin_step, schedule.ramp_step, schedule.end_step) == (80, 160, 280)
+    assert schedule.frequency == 200 // 20
+    assert schedule.calibration_mode == "spread"
+    updates = [t for t in range(400) if schedule.is_update_step(t)]
+    assert len(updates) == 19  # 90, 100, ..., 270
+    # A long run keeps the paper's spacing and so gets more updates.
+    assert RampedThresholdSchedule.for_training(50, 1000).frequency == 100
+    # Explicit settings still win.
+    explicit_one = RampedThresholdSchedule.for_training(
+        10, 40, frequency=20, calibration="track"
+    )
+    assert (explicit_one.frequency, explicit_one.calibration_mode) == (20, "track")
+
+
+def test_for_training_runs_on_short_trainings():
+    # 3 epochs of 10 steps: the paper's timing refuses it, ours prunes.
+    schedule = RampedThresholdSchedule.for_training(3, 10, target_sparsity=0.8)
+    assert schedule.last_update_step is not None
+    for total in range(4, 200):
+        RampedThresholdSchedule.for_training(1, total)
+    with pytest.raises(ValueError, match="too short to prune.*3 optimizer steps"):
+        RampedThresholdSchedule.for_training(1, 3)
+    with pytest.raises(ValueError, match="epochs=3, steps_per_epoch=10.*for_training"):
+        RampedThresholdSchedule.paper(epochs=3, steps_per_epoch=10)
+    with pytest.raises(ValueError, match="frequency=50.*Use frequency <= 7"):
+        RampedThresholdSchedule.for_training(3, 10, frequency=50)
+    with pytest.raises(ValueError, match="epochs=0"):
+        RampedThresholdSchedule.for_training(0, 10)
+
+
+def test_spread_thresholds_follow_the_ramp_in_sparsity():
+    schedule = RampedThresholdSchedule(
+        100, 400, 1000, 50, target_sparsity=0.9, calibration="spread"
+    )
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(80, 120))
+    mask = np.ones(weights.shape, bool)
+    previous, sparsities = [0.0], []
+    for step in range(0, 1200):
+        if not schedule.is_update_step(step):
+            continue
+        magnitudes = np.abs(weights * mask)
+        previous = schedule.live_thresholds(step, [magnitudes], previous)
+        mask &= magnitudes >= previous[0]
+        sparsities.append(1 - mask.mean())
+        wanted = 0.9 * schedule.ramp_fraction(step)
+        assert sparsities[-1] == pytest.approx(wanted, abs=2 / weights.size)
+        assert float(schedule(step)[1]) == pytest.approx(wanted, rel=1e-6)
+    assert sparsities[-1] == pytest.approx(0.9, abs=1e-3)
+    cuts = np.diff([0.0] + sparsities)
+    assert np.all(cuts > 0)
+    # Each update cuts at most the ramp's steepest share, φ freq over the
+    # ramp's value at the last update (950).
+    span = 301 + 1.5 * 551
+    assert cuts.max() <= 0.9 * 1.5 * 50 / span + 2 / weights.size
+
+
+def test_track_and_spread_land_on_the_target_differently():
+    # A fixed, bell-shaped matrix: "track" raises the threshold linearly,
+    # so it cuts more per update at the start; "spread" cuts evenly.
+    rng = np.random.default_rng(1)
+    magnitudes = np.abs(rng.normal(size=10_000))
+    for mode in ("track", "spread"):
+        schedule = RampedThresholdSchedule(
+            0, 0, 500, 50, target_sparsity=0.8, ramp_slope_ratio=1.0,
+            calibration=mode,
+        )
+        threshold = schedule.live_thresholds(450, [magnitudes], [0.0])[0]
+        assert np.mean(magnitudes < threshold) == pytest.approx(0.8, abs=1e-3)
+        half = schedule.live_thresholds(250, [magnitudes], [0.0])[0]
+        share = np.mean(magnitudes < half)
+        if mode == "spread":
+            assert share == pytest.approx(0.8 * 251 / 451, abs=1e-3)
+        else:
+            assert share > 0.8 * 251 / 451 + 0.05
+
+
+def test_live_thresholds_never_decrease_and_refuse_other_calibrations():
+    schedule = RampedThresholdSchedule(0, 10, 20, 5, target_sparsity=0.5)
+    assert schedule.live_thresholds(5, [np.ones(10)], [3.0]) == [3.0]
+    begin = RampedThresholdSchedule(0, 10, 20, 5, target_sparsity=0.5, calibration="begin")
+    with pytest.raises(ValueError, match="calibration='begin'"):
+        begin.live_thresholds(5, [np.ones(10)], [0.0])
 
 
 @pytest.mark.parametrize(
@@ -169,6 +277,8 @@ def test_for_training_too_short_is_an_error():
         explicit(),
         explicit(ramp_slope=None, ramp_slope_ratio=1.8),
         RampedThresholdSchedule(0, 10, 20, 5, target_sparsity=0.9),
+        RampedThresholdSchedule(0, 10, 20, 5, target_sparsity=0.9, calibration="track"),
+        RampedThresholdSchedule.for_training(10, 40, target_sparsity=0.95),
         RampedThresholdSchedule(
             0, 0, 20, 1, target_sparsity=0.5, ramp_slope_ratio=2.0,
             calibration="begin",
@@ -254,3 +364,28 @@ def test_threshold_argument_errors():
         explicit().calibrate(np.ones((2, 2)))
     with pytest.raises(ValueError, match="1 of them NaN"):
         calibrated.calibrate(np.array([1.0, np.nan]))
+
+
+def test_geometric_removes_the_same_share_of_survivors_per_update():
+    schedule = RampedThresholdSchedule(
+        0, 0, 1000, 50, target_sparsity=0.9, ramp_slope_ratio=1.0,
+        calibration="geometric",
+    )
+    weights = np.random.default_rng(2).normal(size=(200, 150))
+    mask = np.ones(weights.shape, bool)
+    previous, kept = [0.0], [1.0]
+    for step in range(1, 1000):
+        if not schedule.is_update_step(step):
+            continue
+        magnitudes = np.abs(weights * mask)
+        previous = schedule.live_thresholds(step, [magnitudes], previous)
+        mask &= magnitudes >= previous[0]
+        kept.append(mask.mean())
+        goal = 1 - 0.1 ** schedule.ramp_fraction(step)
+        assert 1 - kept[-1] == pytest.approx(goal, abs=2 / weights.size)
+        assert float(schedule(step)[1]) == pytest.approx(goal, rel=1e-6)
+    assert kept[-1] == pytest.approx(0.1, abs=1e-3)
+    # Equal ramp steps after the first: equal shares of the survivors go.
+    ratios = np.array(kept[2:]) / np.array(kept[1:-1])
+    np.testing.assert_allclose(ratios, ratios[0], atol=1e-3)
+    assert ratios[0] == pytest.approx(0.1 ** (50 / 951), abs=1e-3)

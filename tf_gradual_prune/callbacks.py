@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from tf_gradual_prune import files
 from tf_gradual_prune import masking
+from tf_gradual_prune.schedules import LIVE_CALIBRATIONS
 from tf_gradual_prune.schedules import RampedThresholdSchedule
 
 
@@ -163,22 +164,6 @@ class _Group:
             self.schedule.calibrate(self._magnitudes(item)) for item in self.items
         ]
 
-    def _tracked_thresholds(self, step):
-        # The ramp's shape, scaled so that its last update lands on the
-        # target quantile of each matrix as it is now (zeros included).
-        schedule = self.schedule
-        unit = schedule.slopes(1.0)
-        fraction = schedule.threshold(step, *unit) / schedule.threshold(
-            schedule.last_update_step, *unit
-        )
-        thresholds = []
-        for item, previous in zip(self.items, self.thresholds):
-            quantile = float(
-                np.quantile(self._magnitudes(item), schedule.target_sparsity)
-            )
-            thresholds.append(max(previous, fraction * quantile))
-        return thresholds
-
     def advance(self, step, previous):
         """Updates masks for the steps in (previous, step]; True if it did."""
         schedule = self.schedule
@@ -190,7 +175,7 @@ class _Group:
             self.zeros, self.thresholds = zeros.numpy(), cuts.numpy()
             return True
         if schedule.calibration_mode == "begin" and self.slopes is None:
-            # "track" derives its thresholds at every update instead.
+            # The live calibrations derive theirs at every update instead.
             if step < schedule.begin_step:
                 return False
             self.calibrate()
@@ -198,8 +183,10 @@ class _Group:
         last -= last % schedule.frequency
         if not (last > schedule.begin_step and last > previous):
             return False
-        if schedule.calibrated and schedule.calibration_mode == "track":
-            thresholds = self._tracked_thresholds(step)
+        if schedule.calibration_mode in LIVE_CALIBRATIONS:
+            thresholds = schedule.live_thresholds(
+                step, [self._magnitudes(item) for item in self.items],
+                self.thresholds)
         elif schedule.calibrated:
             thresholds = [schedule.threshold(step, *s) for s in self.slopes]
         else:

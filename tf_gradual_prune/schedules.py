@@ -14,13 +14,31 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-# The paper's defaults for `RampedThresholdSchedule.for_training`.
+# The paper's timing (`RampedThresholdSchedule.paper`): pruning begins with
+# the second epoch, the ramp at 25% and the end at 50% of the steps.
 PAPER_RAMP_FRACTION = 0.25
 PAPER_END_FRACTION = 0.5
 PAPER_RAMP_SLOPE_RATIO = 1.5
 
-#: How a schedule with `target_sparsity` sets its per-matrix slopes.
-CALIBRATIONS = ("begin", "track")
+#: Our default timing (`RampedThresholdSchedule.for_training`): begin, ramp
+#: and end as fractions of the planned optimizer steps. Chosen on validation
+#: data (benchmarks/trajectory.py; docs/results.md, "Diagnosis").
+DEFAULT_TIMING = (0.2, 0.4, 0.7)
+
+#: Mask updates that `for_training` aims for between begin and end when no
+#: `frequency` is given (never more often than every step, never less often
+#: than the paper's every 100 steps).
+DEFAULT_UPDATES = 20
+PAPER_FREQUENCY = 100
+
+#: How a schedule with `target_sparsity` sets its per-matrix thresholds.
+CALIBRATIONS = ("begin", "track", "spread", "geometric")
+
+#: The calibrations that derive each update's thresholds from the live weights.
+LIVE_CALIBRATIONS = ("track", "spread", "geometric")
+
+#: The calibration of a schedule with `target_sparsity` and no `calibration`.
+DEFAULT_CALIBRATION = "spread"
 
 
 def _check_int(name, value, minimum):
@@ -93,7 +111,8 @@ class RampedThresholdSchedule:
     For r = 1.5 this is the paper's `θ = 2 q freq / (2 (ramp - begin) +
     3 (end - ramp))`, and the threshold ends close to `q`.
 
-    How the calibrated slopes follow the training is set by `calibration`:
+    How the calibrated thresholds follow the training is set by
+    `calibration`:
 
     - `"begin"`: the paper's heuristic as it stands. θ and φ are computed
       once, at `begin_step`, from the weights of that moment, and the
@@ -101,13 +120,32 @@ class RampedThresholdSchedule:
       a fully trained dense model; taken from weights that are still
       growing, it lands short of the target (measured on FSDD, GRU(128),
       16 epochs, target 0.9: 0.73 sparsity).
-    - `"track"` (the default): the same two-phase ramp, but at every update
-      the slopes are derived again from the matrix as it is then, scaled so
-      that the last update's threshold is the matrix's current
+    - `"track"`: the same two-phase ramp, but at every update the slopes
+      are derived again from the matrix as it is then, scaled so that the
+      last update's threshold is the matrix's current
       `target_sparsity`-quantile of |W| (pruned zeros included). The
-      threshold still never decreases. The sparsity then lands on the
-      target (same run: 0.900). `benchmarks/calibration_bench.py` measures
-      both.
+      sparsity then lands on the target (same run: 0.900), but most of it
+      is cut in the last few updates: a threshold linear in the step meets
+      the dense middle of the magnitude distribution late.
+    - `"spread"` (the default): the two-phase ramp sets the *share* of each
+      matrix below the threshold instead of the threshold's value. At an
+      update step `t` the threshold is the matrix's
+      `target_sparsity * ramp(t)`-quantile of |W| (pruned zeros included),
+      where `ramp(t)` is the formula above divided by its value at the
+      last update (it rises from about 0 to exactly 1). Each update then
+      cuts a bounded share, about `target_sparsity * φ * frequency /
+      ((ramp_step - begin_step) θ + (end_step - ramp_step) φ)`, so the cut
+      is spread over the ramp and the sparsity still lands on the target.
+    - `"geometric"`: the ramp sets the *logarithm of the share kept*: at
+      an update step `t` the threshold is the matrix's
+      `1 - (1 - target_sparsity) ** ramp(t)`-quantile of |W|. Every update
+      with the same ramp increment removes the same share of the weights
+      that are still alive (as prune-and-retrain's rounds do), so the cuts
+      are large while the matrix is dense and small near the target.
+
+    With every calibration the threshold never decreases and masks only
+    lose ones. `benchmarks/calibration_bench.py` measures where each lands;
+    `benchmarks/trajectory.py` what each does to the loss along the way.
 
     Calling the schedule follows    Calling the schedule follows tfmot's `PruningSchedule` convention:
     `schedule(step)` returns a pair of tensors `(should_update, threshold)`.
@@ -137,11 +175,12 @@ class RampedThresholdSchedule:
         ramp_slope_ratio: Float > 0 or `None`. φ/θ, used with
             `target_sparsity` or with `start_slope` alone. `None` means the
             paper's 1.5. Defaults to `None`.
-        calibration: `"begin"`, `"track"` or `None`. With
+        calibration: `"begin"`, `"track"`, `"spread"` or `None`. With
             `target_sparsity`: calibrate once at `begin_step` (`"begin"`,
-            the paper's heuristic) or at every update from the live weights
-            (`"track"`). `None` means `"track"`. Not allowed with explicit
-            slopes. Defaults to `None`.
+            the paper's heuristic), or at every update from the live
+            weights, the ramp setting the threshold (`"track"`) or the
+            share pruned (`"spread"`). `None` means `"spread"`. Not allowed
+            with explicit slopes. Defaults to `None`.
 
     Raises:
         ValueError: for steps out of order, a `frequency` with no update
@@ -252,47 +291,134 @@ class RampedThresholdSchedule:
         epochs,
         steps_per_epoch,
         target_sparsity=0.9,
-        frequency=100,
+        frequency=None,
         ramp_slope_ratio=None,
         calibration=None,
     ):
-        """The paper's default timing for a run of known length.
+        """Our default schedule for a run of known length.
 
-        Pruning begins at the start of the second epoch, the ramp at 25% and
-        the end at 50% of all optimizer steps. If the run is too short for
-        the paper's `frequency` of 100, use a smaller one.
+        Pruning begins at 20% of all optimizer steps, the ramp at 40% and
+        the end at 70% (`DEFAULT_TIMING`), so the model learns before it is
+        cut and has the last 30% of the steps to recover from the last cut;
+        the thresholds are calibrated with `"spread"`. Both choices beat the
+        paper's timing and calibration on validation data (see
+        `docs/results.md`); `RampedThresholdSchedule.paper` gives the
+        paper's rule.
+
+        Without `frequency`, the mask is updated about `DEFAULT_UPDATES`
+        (20) times between begin and end: `frequency = (end_step -
+        begin_step) // 20`, at least 1 and at most the paper's 100 (for
+        long runs, more updates than 20 at the paper's spacing).
 
         Args:
-            epochs: Integer >= 2. Planned number of epochs.
+            epochs: Integer >= 1. Planned number of epochs.
             steps_per_epoch: Integer >= 1. Optimizer steps per epoch.
             target_sparsity: Float in [0, 1). Defaults to `0.9`.
-            frequency: Integer >= 1. Defaults to `100`.
+            frequency: Integer >= 1 or `None` (chosen from the length, see
+                above). Defaults to `None`.
             ramp_slope_ratio: Float > 0 or `None` (the paper's 1.5).
                 Defaults to `None`.
-            calibration: `"begin"`, `"track"` or `None` (`"track"`); see
-                the class. Defaults to `None`.
+            calibration: `"begin"`, `"track"`, `"spread"` or `None`
+                (`"spread"`); see the class. Defaults to `None`.
 
         Returns:
             A calibrated `RampedThresholdSchedule`.
 
         Raises:
-            ValueError: if the first epoch already reaches 25% of the
-                training, or if no update step falls in the window.
+            ValueError: if the run is too short for one mask update between
+                begin and end (it needs at least 4 optimizer steps), or if
+                the given `frequency` leaves no update step in the window.
         """
-        epochs = _check_int("epochs", epochs, 2)
+        return cls._for_fractions(
+            epochs, steps_per_epoch, DEFAULT_TIMING, target_sparsity,
+            frequency, ramp_slope_ratio, calibration, first_epoch=1)
+
+    @classmethod
+    def paper(
+        cls,
+        epochs,
+        steps_per_epoch,
+        target_sparsity=0.9,
+        frequency=None,
+        ramp_slope_ratio=None,
+        calibration="begin",
+    ):
+        """The paper's rule for a run of known length (Narang et al. 2017).
+
+        Pruning begins at the start of the second epoch, the ramp at 25% and
+        the end at 50% of all optimizer steps, φ = 1.5θ, the mask updated
+        every 100 steps (fewer if the run is too short for that, as for
+        `for_training`), and the slopes calibrated once at `begin_step` from
+        the `target_sparsity`-quantile (`calibration="begin"`, the paper's
+        heuristic). The threshold then follows the paper's Algorithm 1
+        exactly (tests/schedules_test.py checks it against the closed form).
+
+        Args:
+            epochs: Integer >= 4 (the second epoch must begin before 25%).
+            steps_per_epoch: Integer >= 1. Optimizer steps per epoch.
+            target_sparsity: Float in [0, 1). Defaults to `0.9`.
+            frequency: Integer >= 1 or `None` (100, or fewer steps when the
+                window holds fewer than 20 updates of 100). Defaults to
+                `None`.
+            ramp_slope_ratio: Float > 0 or `None` (1.5). Defaults to `None`.
+            calibration: `"begin"` (the paper), `"track"` or `"spread"`.
+                Defaults to `"begin"`.
+
+        Returns:
+            A calibrated `RampedThresholdSchedule`.
+
+        Raises:
+            ValueError: if the first epoch reaches 25% of the training (use
+                more, shorter epochs), or no update step falls in the window.
+        """
+        epochs = _check_int("epochs", epochs, 1)
         steps_per_epoch = _check_int("steps_per_epoch", steps_per_epoch, 1)
         total = epochs * steps_per_epoch
-        ramp_step = int(round(PAPER_RAMP_FRACTION * total))
-        if steps_per_epoch > ramp_step:
+        if steps_per_epoch > int(round(PAPER_RAMP_FRACTION * total)):
             raise ValueError(
                 "The paper's timing begins pruning at the second epoch and "
                 "ramps at 25% of training, so it needs at least 4 epochs. "
-                f"Received: epochs={epochs}, steps_per_epoch={steps_per_epoch}"
+                f"Received: epochs={epochs}, steps_per_epoch={steps_per_epoch}. "
+                "Use more, shorter epochs, or `for_training`, which prunes "
+                "runs of any length."
+            )
+        timing = (1 / epochs, PAPER_RAMP_FRACTION, PAPER_END_FRACTION)
+        return cls._for_fractions(
+            epochs, steps_per_epoch, timing, target_sparsity, frequency,
+            ramp_slope_ratio, calibration, first_epoch=1)
+
+    @classmethod
+    def _for_fractions(cls, epochs, steps_per_epoch, timing, target_sparsity,
+                       frequency, ramp_slope_ratio, calibration, first_epoch):
+        """A calibrated schedule whose begin, ramp and end steps are the
+        `timing` fractions of `epochs * steps_per_epoch`."""
+        epochs = _check_int("epochs", epochs, first_epoch)
+        steps_per_epoch = _check_int("steps_per_epoch", steps_per_epoch, 1)
+        total = epochs * steps_per_epoch
+        begin, ramp, end = (int(round(f * total)) for f in timing)
+        if frequency is None:
+            frequency = min(max((end - begin) // DEFAULT_UPDATES, 1),
+                            PAPER_FREQUENCY)
+            if (end - 1) // frequency * frequency <= begin:
+                raise ValueError(
+                    f"The run is too short to prune: {epochs} epoch(s) of "
+                    f"{steps_per_epoch} step(s) give {total} optimizer steps, "
+                    f"so the mask could change only strictly between steps "
+                    f"{begin} and {end}, and no step lies there. Train for at "
+                    "least 4 steps (better: a few dozen)."
+                )
+        elif (end - 1) // _check_int("frequency", frequency, 1) * frequency <= begin:
+            raise ValueError(
+                f"No mask update would happen: no multiple of frequency="
+                f"{frequency} lies strictly between begin_step={begin} and "
+                f"end_step={end} of this {total}-step run. Use frequency <= "
+                f"{max((end - begin) // 2, 1)}, or leave it None to have it "
+                "chosen from the length."
             )
         return cls(
-            begin_step=steps_per_epoch,
-            ramp_step=ramp_step,
-            end_step=int(round(PAPER_END_FRACTION * total)),
+            begin_step=begin,
+            ramp_step=ramp,
+            end_step=end,
             frequency=frequency,
             target_sparsity=target_sparsity,
             ramp_slope_ratio=ramp_slope_ratio,
@@ -306,10 +432,10 @@ class RampedThresholdSchedule:
 
     @property
     def calibration_mode(self):
-        """`"begin"` or `"track"` for a calibrated schedule, else `None`."""
+        """One of `CALIBRATIONS` for a calibrated schedule, else `None`."""
         if not self.calibrated:
             return None
-        return self.calibration or "track"
+        return self.calibration or DEFAULT_CALIBRATION
 
     @property
     def ratio(self):
@@ -405,6 +531,57 @@ class RampedThresholdSchedule:
             + ramp_slope * (last - self.ramp_step + 1)
         ) / self.frequency
 
+    def ramp_fraction(self, step):
+        """The two-phase ramp after `step`, as a share of its final value.
+
+        0 before the first update, exactly 1 from the last update on: the
+        threshold formula above divided by its value at the last update
+        step (the slopes cancel, so this is the same for every matrix).
+        """
+        unit = self.slopes(1.0) if self.calibrated else self.slopes()
+        return self._unit_threshold(step, *unit) / self._unit_threshold(
+            self.last_update_step, *unit
+        )
+
+    def sparsity_goal(self, fraction):
+        """The sparsity that `"spread"` or `"geometric"` aims for when the
+        ramp is at `fraction` (see `ramp_fraction`) of its final value."""
+        if self.calibration_mode == "geometric":
+            return 1.0 - (1.0 - self.target_sparsity) ** fraction
+        return self.target_sparsity * fraction
+
+    def live_thresholds(self, step, magnitudes, previous):
+        """Per-matrix thresholds at update `step`, from the live weights.
+
+        For calibrations `"track"`, `"spread"` and `"geometric"` (see the
+        class): the rule that turns each matrix's current magnitudes into
+        its threshold.
+
+        Args:
+            step: Integer. An update step.
+            magnitudes: List of arrays, each matrix's |W| (or block
+                magnitudes) now, pruned zeros included.
+            previous: Sequence of floats, each matrix's threshold so far.
+
+        Returns:
+            A list of floats, never below `previous`.
+        """
+        mode = self.calibration_mode
+        if mode not in LIVE_CALIBRATIONS:
+            raise ValueError(
+                f"Only calibrations {LIVE_CALIBRATIONS} derive thresholds "
+                f"from the live weights. Received: calibration={mode!r}"
+            )
+        fraction = self.ramp_fraction(step)
+        thresholds = []
+        for values, before in zip(magnitudes, previous):
+            if mode == "track":
+                now = fraction * float(np.quantile(values, self.target_sparsity))
+            else:
+                now = float(np.quantile(values, self.sparsity_goal(fraction)))
+            thresholds.append(max(before, now))
+        return thresholds
+
     def threshold(self, step, start_slope=None, ramp_slope=None):
         """The magnitude threshold in force after optimizer step `step`.
 
@@ -442,7 +619,9 @@ class RampedThresholdSchedule:
 
         For a calibrated schedule the threshold is relative to each matrix's
         calibration quantile `q` (multiply by `q` for the magnitude); with
-        `calibration="track"` it is exactly 1 at the last update.
+        `calibration="track"` it is `ramp_fraction(step)`, exactly 1 at the
+        last update. With `"spread"` and `"geometric"` the second value is
+        the sparsity the update aims for, `sparsity_goal(ramp_fraction(step))`.
         """
         step = tf.cast(step, tf.int64)
         should_update = tf.logical_and(
@@ -462,9 +641,15 @@ class RampedThresholdSchedule:
             slopes[0] * (self.ramp_step - self.begin_step + 1)
             + slopes[1] * (last_f - self.ramp_step + 1),
         ) / self.frequency
-        if self.calibration_mode == "track":
+        if self.calibration_mode in LIVE_CALIBRATIONS:
             ramped = ramped / self._unit_threshold(
                 self.last_update_step, *slopes
+            )
+        if self.calibration_mode == "spread":
+            ramped = ramped * self.target_sparsity
+        elif self.calibration_mode == "geometric":
+            ramped = 1.0 - tf.pow(
+                tf.constant(1.0 - self.target_sparsity, tf.float64), ramped
             )
         threshold = tf.where(last > self.begin_step, ramped, 0.0)
         return should_update, tf.cast(threshold, tf.float32)

@@ -1,0 +1,242 @@
+"""Diagnosis: what each mask update cuts, and what the loss does right after.
+
+    python benchmarks/trajectory.py --data-dir ../shared/data [--quick] [--resume]
+
+The comparison's task and model (FSDD digit strings, 2 x BiGRU(128) CTC,
+Adam 1e-3, 10-epoch budget of 400 steps) on the *validation* split of
+`speech_bench.SpeechTask`: the test speaker of every other benchmark is left
+out entirely, four speakers train and the fifth scores. This is where the
+library's defaults are chosen; the test split is only for reporting them.
+
+Every variant is trained with `speech_bench.run_one(..., trace=True)`, which
+records the loss of every optimizer step, every matrix's sparsity after each
+mask update, and the validation CER at every epoch end. Variants: the
+paper's rule (its timing, "track" calibration, as in the comparison), AGP
+(tfmot's `PolynomialDecay` through our callback), the paper's timing with
+"spread" calibration, a later timing (begin 20%, ramp 40%, end 70%) with
+"track", the same with "spread" and with "geometric" (the late timing with
+20 updates is what `for_training(...)` gives at this budget). Rows are saved
+as they finish; `--resume` reuses them.
+
+Writes benchmarks/results/trajectory.{json,md,png} (`trajectory_quick.*`
+with --quick): per variant and seed the final validation CER, the largest
+share of a matrix cut in one update, the share of the final sparsity added
+in the last four updates, the worst loss jump after an update, and the
+steps left for recovery after the last cut; the plot shows sparsity and loss
+against the step, and the validation CER along the way.
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+import speech_bench  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LATE = (0.2, 0.4, 0.7)
+#: `(name, run_one keywords)`, in run order within a seed. "late" is the
+#: timing of `for_training` with its frequency at this budget (10 steps:
+#: 20 updates); the paper's-timing variants update every `--frequency`.
+VARIANTS = [
+    ("dense", {"method": "dense"}),
+    ("paper's rule", {"method": "ramped"}),
+    ("late timing, spread", {"method": "ramped", "timing": LATE, "calibration": "spread",
+                             "frequency": 10}),
+    ("late timing, track", {"method": "ramped", "timing": LATE, "calibration": "track",
+                            "frequency": 10}),
+    ("paper's timing, spread", {"method": "ramped", "calibration": "spread"}),
+    ("AGP", {"method": "agp"}),
+    ("late timing, geometric", {"method": "ramped", "timing": LATE,
+                                "calibration": "geometric", "frequency": 10}),
+]
+SAME_RUN = ("data_dir", "epochs", "units", "train_size", "test_size",
+            "max_digits", "frequency", "quick")
+#: Steps before and after an update over which the loss jump is measured.
+WINDOW = 10
+#: The last updates whose share of the final sparsity is reported.
+LAST_UPDATES = 4
+
+
+def diagnose(row):
+    """Figures of one traced row: `updates`, `largest_cut`, `late_share`,
+    `loss_jump`, `recovery_steps` (None for a dense row)."""
+    trace = row["trajectory"]
+    updates = trace["updates"]
+    if not updates or not trace["matrices"]:
+        return None
+    loss = np.asarray(trace["loss"])
+    before = np.zeros(len(trace["matrices"]))
+    cuts, jumps = [], []
+    for step, sparsity in updates:
+        sparsity = np.asarray(sparsity)
+        cuts.append(sparsity - before)
+        before = sparsity
+        # `loss[i]` is the loss of optimizer step i + 1; the update follows step `step`.
+        prior, after = loss[max(step - WINDOW, 0):step], loss[step:step + WINDOW]
+        if len(prior) and len(after):
+            jumps.append(float(np.mean(after) / np.mean(prior)))
+    cuts = np.asarray(cuts)
+    final = cuts.sum(axis=0)
+    late = cuts[-LAST_UPDATES:].sum(axis=0)
+    return {
+        "updates": len(updates),
+        "largest_cut": float(cuts.max()),
+        "late_share": float(np.mean(late / np.maximum(final, 1e-12))),
+        "loss_jump": float(max(jumps)) if jumps else None,
+        "recovery_steps": int(row["steps"] - updates[-1][0]),
+    }
+
+
+def table(rows, args, pending):
+    lines = [
+        f"Validation split (FSDD; the benchmarks' test speaker left out, four speakers "
+        f"train, the fifth scores), 2 x BiGRU({args.units}) CTC, {args.epochs}-epoch "
+        f"budget, Adam 1e-3; seeds {args.seeds}. Per variant and seed: validation CER at "
+        f"the end, the largest share of one matrix cut in one mask update, the share of "
+        f"the final sparsity added in the last {LAST_UPDATES} updates (mean over "
+        f"matrices), the worst ratio of the mean loss over the {WINDOW} steps after an "
+        f"update to the {WINDOW} before, and the steps left after the last cut.",
+        "",
+        "| target | variant | seed | val CER | sparsity | updates | largest cut | "
+        f"last {LAST_UPDATES} updates | worst loss jump | recovery steps |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        d = diagnose(row) or {}
+        target = "" if row["target"] is None else f"{row['target']:.0%}"
+        fmt = (lambda key, spec: "" if d.get(key) is None else format(d[key], spec))
+        lines.append(
+            f"| {target} | {row['name']} | {row['seed']} | {row['cer']:.4f} | "
+            f"{row['sparsity']:.3f} | {fmt('updates', 'd')} | {fmt('largest_cut', '.3f')} | "
+            f"{fmt('late_share', '.0%')} | {fmt('loss_jump', '.2f')} | "
+            f"{fmt('recovery_steps', 'd')} |")
+    lines += ["", "Mean validation CER over seeds:", "",
+              "| target | variant | n | CER mean ± std | CER per seed |", "|---:|---|---:|---:|---|"]
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["target"], row["name"]), []).append(row)
+    for (target, name), group in groups.items():
+        cer = np.array([r["cer"] for r in group])
+        std = cer.std(ddof=1) if len(cer) > 1 else 0.0
+        shown = "" if target is None else f"{target:.0%}"
+        lines.append(f"| {shown} | {name} | {len(cer)} | {cer.mean():.4f} ± {std:.4f} | "
+                     f"{' / '.join(f'{c:.3f}' for c in cer)} |")
+    if pending:
+        lines += ["", f"**Partial run**: {len(pending)} runs not done yet; finish them "
+                  "with `--resume`."]
+    return "\n".join(lines)
+
+
+def plot(path, rows):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tf_gradual_prune import files
+
+    pruned = [r for r in rows if r["trajectory"]["matrices"]]
+    panels = list(dict.fromkeys((r["target"], r["name"]) for r in pruned))
+    if not panels:
+        return
+    fig, axes = plt.subplots(len(panels), 2, figsize=(12, 2.6 * len(panels)), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    dense = {r["seed"]: r for r in rows if not r["trajectory"]["matrices"]}
+    for (target, name), (left, right) in zip(panels, axes):
+        twin = left.twinx()
+        for r in (r for r in pruned if (r["target"], r["name"]) == (target, name)):
+            colour = colours[r["seed"] % len(colours)]
+            trace = r["trajectory"]
+            steps = [0] + [s for s, _ in trace["updates"]] + [r["steps"]]
+            mean = [0.0] + [float(np.mean(v)) for _, v in trace["updates"]]
+            left.step(steps, mean + mean[-1:], where="post", color=colour,
+                      label=f"seed {r['seed']} sparsity")
+            loss = np.convolve(trace["loss"], np.ones(5) / 5, mode="valid")
+            twin.plot(np.arange(len(loss)) + 3, loss, color=colour, alpha=0.45, lw=0.8)
+            if trace["cer"]:
+                x, y = zip(*trace["cer"])
+                right.plot(x, y, marker="o", ms=3, color=colour, label=f"seed {r['seed']}")
+            if r["seed"] in dense and dense[r["seed"]]["trajectory"]["cer"]:
+                x, y = zip(*dense[r["seed"]]["trajectory"]["cer"])
+                right.plot(x, y, ls=":", color=colour, lw=0.8)
+        left.set(ylim=(0, 1), ylabel="sparsity (mean of matrices)",
+                 title=f"{name}: sparsity (steps) and loss (faint)")
+        twin.set(yscale="log", ylabel="training loss")
+        right.set(ylim=(0, 1), ylabel="validation CER",
+                  title=f"{name}: validation CER (dotted: dense)")
+        left.legend(fontsize=7, loc="upper left")
+    for ax in axes[-1]:
+        ax.set_xlabel("optimizer step")
+    fig.tight_layout()
+    files.save_figure(fig, path)
+
+
+def publish(prefix, command, args, rows, pending):
+    markdown = table(rows, args, pending)
+    common.save_results(prefix, command, vars(args), rows, markdown)
+    plot(prefix + ".png", rows)
+    return markdown
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", default=os.environ.get("TFGP_DATA_DIR"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--targets", type=float, nargs="+", default=[0.9])
+    parser.add_argument("--variants", nargs="+", default=[n for n, _ in VARIANTS],
+                        choices=[n for n, _ in VARIANTS])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--units", type=int, default=128)
+    parser.add_argument("--train-size", type=int, default=1200)
+    parser.add_argument("--test-size", type=int, default=400)
+    parser.add_argument("--max-digits", type=int, default=7)
+    parser.add_argument("--frequency", type=int, default=20,
+                        help="steps between mask updates of the paper's-timing variants")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+    for target in args.targets:
+        if not 0 < target < 1:
+            parser.error(f"--targets must lie in (0, 1). Received: {target}")
+    if args.quick:
+        args.seeds, args.epochs, args.train_size, args.test_size = args.seeds[:1], 4, 200, 50
+        args.units, args.frequency = 32, 2
+    task = speech_bench.SpeechTask(args.data_dir, args.train_size, args.test_size,
+                                   args.max_digits, 32, split="validation")
+    prefix = os.path.join(HERE, "results", "trajectory_quick" if args.quick else "trajectory")
+    command = common.command_line("trajectory.py", argv or sys.argv[1:])
+    earlier = (common.finished_rows(prefix + ".json", vars(args), SAME_RUN,
+                                    key=speech_bench.row_key) if args.resume else {})
+    chosen = [(n, kw) for n, kw in VARIANTS if n in args.variants]
+    todo = []
+    for seed in args.seeds:
+        for target in args.targets:
+            for name, keywords in chosen:
+                if keywords["method"] == "dense":
+                    if target == args.targets[0]:
+                        todo.append((name, seed, (None, keywords)))
+                    continue
+                todo.append((f"{name} {target:.0%}", seed, (target, keywords)))
+
+    def train(config, seed):
+        target, keywords = config
+        keywords = dict({"frequency": args.frequency}, **keywords)
+        return speech_bench.run_one(task, args.units, args.epochs, seed, target, verbose=0,
+                                    trace=True, **keywords)
+
+    rows = speech_bench.train_rows(
+        todo, earlier, train, lambda saved, pending: publish(prefix, command, args, saved,
+                                                            pending))
+    # Rows of other targets or variants saved by an earlier run stay in the file.
+    rows = common.keep_unreached(rows, earlier, key=speech_bench.row_key)
+    print("\n" + publish(prefix, command, args, rows, []))
+    print(f"saved {prefix}.json, .md and .png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
