@@ -109,6 +109,11 @@ def run_row(task, args, units, method, target, seed):
 
 def table(rows, args, source, pending):
     """The Markdown report of the rows so far."""
+    order = ["dense"] + list(args.methods) + ["tfmot_agp"]
+    rows = sorted(rows, key=lambda r: (r["target"] is not None, r["target"] != args.headline,
+                                       r["target"] or 0,
+                                       order.index(r["method"]) if r["method"] in order
+                                       else len(order), -r["units"]))
     summary = speech_bench.summarise(rows, "cer")
     for s in summary:
         s["method"] = next(r["method"] for r in rows if r["name"] == s["name"])
@@ -122,16 +127,18 @@ def table(rows, args, source, pending):
         f"seeds. The last column compares each pruned GRU({args.units}) (fewer recurrent "
         f"non-zeros) with the dense GRU({args.small_units}).",
         "",
-        "| method | n | CER | WER | sparsity | recurrent non-zeros | steps | train s (mean) "
-        f"| vs dense GRU({args.small_units}) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| method | n | CER | CER per seed | WER | sparsity | recurrent non-zeros | steps "
+        f"| train s (mean) | vs dense GRU({args.small_units}) |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for s in summary:
         versus = ""
         if small is not None and s["method"] != "dense":
             versus = "better" if s["mean"] < small["mean"] else "worse"
+        per_seed = " / ".join(f"{r['cer']:.3f}" for r in sorted(
+            (r for r in rows if r["name"] == s["name"]), key=lambda r: r["seed"]))
         lines.append(f"| {s['name']} | {s['n']} | {s['mean']:.4f} ± {s['std']:.4f} | "
-                     f"{s['wer']:.4f} | {s['sparsity']:.3f} | {s['nonzeros']:,} | {s['steps']} "
+                     f"{per_seed} | {s['wer']:.4f} | {s['sparsity']:.3f} | {s['nonzeros']:,} | {s['steps']} "
                      f"| {s['seconds']:.0f} | {versus} |")
     ours = next((s for s in summary if s["name"] == f"agp {args.headline:.0%}"), None)
     theirs = next((s for s in summary if s["name"] == f"tfmot_agp {args.headline:.0%}"), None)

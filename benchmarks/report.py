@@ -23,8 +23,12 @@ sys.path.insert(0, ROOT)
 from tf_gradual_prune import files  # noqa: E402
 
 SECTIONS = [
+    ("trajectory", "Diagnosis: what each mask update cuts, and what the loss does "
+                   "(speech task, validation split)"),
     ("speech", "Speech: FSDD digit strings, held-out speaker (CTC, CER)"),
     ("compare", "Pruning methods side by side (speech task)"),
+    ("compare_1000", "Pruning methods side by side at a 1,000-step budget (speech task)"),
+    ("classify", "Beyond FSDD: JapaneseVowels sequence classification, every method"),
     ("sensitivity", "Sensitivity of the ramped threshold to its hyperparameters (speech task)"),
     ("lm", "Beyond speech: Penn Treebank word-level language model (perplexity)"),
     ("calibration", "Calibration: does the ramp land on the target sparsity?"),

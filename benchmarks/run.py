@@ -3,9 +3,11 @@
     python benchmarks/run.py [--quick] [--resume] [--data-dir ../shared/data] [name ...]
 
 Names: training, tflite, calibration, tuning, speech, lm, compare,
-sensitivity (default: all, in that order), or a group: `evidence` is the
-comparison of pruning methods on public data (speech, compare, sensitivity,
-tuning). Each writes its JSON, Markdown and PNG into benchmarks/results/
+sensitivity, trajectory, classify (default: all, in that order), or a group:
+`evidence` is the comparison of pruning methods on public data (trajectory,
+speech, compare, sensitivity, classify, tuning). `classify` reads the files
+of the PyPI package aeon (`pip install --no-deps aeon==1.6.0`), not
+`--data-dir`. Each writes its JSON, Markdown and PNG into benchmarks/results/
 (with `--quick`, files named `*_quick.*`, so the committed results stay);
 then `report.py` assembles docs/results.md (with `--quick`,
 docs/results_quick.md from the quick files).
@@ -26,11 +28,14 @@ SCRIPTS = {
     "lm": "lm_bench.py",
     "compare": "compare.py",
     "sensitivity": "sensitivity.py",
+    "trajectory": "trajectory.py",
+    "classify": "classify_bench.py",
 }
 #: Names that stand for several benchmarks.
-GROUPS = {"evidence": ["speech", "compare", "sensitivity", "tuning"]}
-TAKES_DATA = {"calibration", "tuning", "speech", "lm", "compare", "sensitivity"}
-RESUMABLE = {"lm", "compare", "sensitivity"}
+GROUPS = {"evidence": ["trajectory", "speech", "compare", "sensitivity", "classify",
+                       "tuning"]}
+TAKES_DATA = {"calibration", "tuning", "speech", "lm", "compare", "sensitivity", "trajectory"}
+RESUMABLE = {"lm", "compare", "sensitivity", "trajectory", "classify"}
 
 
 def selected(names):

@@ -18,8 +18,8 @@ paper's rule (its timing, "track" calibration, as in the comparison), AGP
 20 updates is what `for_training(...)` gives at this budget). Rows are saved
 as they finish; `--resume` reuses them.
 
-Writes benchmarks/results/trajectory.{json,md,png} (`trajectory_quick.*`
-with --quick): per variant and seed the final validation CER, the largest
+Writes benchmarks/results/trajectory.{json,md,png} (`--name` for another
+stem, e.g. `trajectory_95` for `--targets 0.95`; `*_quick.*` with --quick): per variant and seed the final validation CER, the largest
 share of a matrix cut in one update, the share of the final sparsity added
 in the last four updates, the worst loss jump after an update, and the
 steps left for recovery after the last cut; the plot shows sparsity and loss
@@ -62,18 +62,21 @@ LAST_UPDATES = 4
 
 
 def diagnose(row):
-    """Figures of one traced row: `updates`, `largest_cut`, `late_share`,
-    `loss_jump`, `recovery_steps` (None for a dense row)."""
+    """Figures of one traced row: `updates`, `largest_cut` (of a matrix, in
+    one update), `largest_survivor_cut` (the largest share of a matrix's
+    surviving weights cut in one update), `late_share`, `loss_jump`,
+    `recovery_steps` (None for a dense row)."""
     trace = row["trajectory"]
     updates = trace["updates"]
     if not updates or not trace["matrices"]:
         return None
     loss = np.asarray(trace["loss"])
     before = np.zeros(len(trace["matrices"]))
-    cuts, jumps = [], []
+    cuts, survivor_cuts, jumps = [], [], []
     for step, sparsity in updates:
         sparsity = np.asarray(sparsity)
         cuts.append(sparsity - before)
+        survivor_cuts.append((sparsity - before) / np.maximum(1 - before, 1e-12))
         before = sparsity
         # `loss[i]` is the loss of optimizer step i + 1; the update follows step `step`.
         prior, after = loss[max(step - WINDOW, 0):step], loss[step:step + WINDOW]
@@ -85,6 +88,7 @@ def diagnose(row):
     return {
         "updates": len(updates),
         "largest_cut": float(cuts.max()),
+        "largest_survivor_cut": float(np.max(survivor_cuts)),
         "late_share": float(np.mean(late / np.maximum(final, 1e-12))),
         "loss_jump": float(max(jumps)) if jumps else None,
         "recovery_steps": int(row["steps"] - updates[-1][0]),
@@ -95,15 +99,18 @@ def table(rows, args, pending):
     lines = [
         f"Validation split (FSDD; the benchmarks' test speaker left out, four speakers "
         f"train, the fifth scores), 2 x BiGRU({args.units}) CTC, {args.epochs}-epoch "
-        f"budget, Adam 1e-3; seeds {args.seeds}. Per variant and seed: validation CER at "
-        f"the end, the largest share of one matrix cut in one mask update, the share of "
+        f"budget, Adam 1e-3; seeds {sorted({r['seed'] for r in rows})}. Per variant and "
+        f"seed: validation CER at "
+        f"the end, the largest share of one matrix cut in one mask update, the largest "
+        f"share of a matrix's surviving weights cut in one update, the share of "
         f"the final sparsity added in the last {LAST_UPDATES} updates (mean over "
         f"matrices), the worst ratio of the mean loss over the {WINDOW} steps after an "
         f"update to the {WINDOW} before, and the steps left after the last cut.",
         "",
         "| target | variant | seed | val CER | sparsity | updates | largest cut | "
-        f"last {LAST_UPDATES} updates | worst loss jump | recovery steps |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"largest cut of survivors | last {LAST_UPDATES} updates | worst loss jump | "
+        "recovery steps |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         d = diagnose(row) or {}
@@ -112,10 +119,14 @@ def table(rows, args, pending):
         lines.append(
             f"| {target} | {row['name']} | {row['seed']} | {row['cer']:.4f} | "
             f"{row['sparsity']:.3f} | {fmt('updates', 'd')} | {fmt('largest_cut', '.3f')} | "
+            f"{fmt('largest_survivor_cut', '.0%')} | "
             f"{fmt('late_share', '.0%')} | {fmt('loss_jump', '.2f')} | "
             f"{fmt('recovery_steps', 'd')} |")
-    lines += ["", "Mean validation CER over seeds:", "",
-              "| target | variant | n | CER mean ± std | CER per seed |", "|---:|---|---:|---:|---|"]
+    lines += ["", "Mean over seeds (CER against the dense model of the same seeds; cuts as above):",
+              "", "| target | variant | n | CER mean ± std | vs dense | CER per seed | "
+              "largest cut of survivors | last 4 updates |",
+              "|---:|---|---:|---:|---:|---|---:|---:|"]
+    dense = {r["seed"]: r["cer"] for r in rows if r["target"] is None}
     groups = {}
     for row in rows:
         groups.setdefault((row["target"], row["name"]), []).append(row)
@@ -123,8 +134,14 @@ def table(rows, args, pending):
         cer = np.array([r["cer"] for r in group])
         std = cer.std(ddof=1) if len(cer) > 1 else 0.0
         shown = "" if target is None else f"{target:.0%}"
+        baseline = [dense[r["seed"]] for r in group if r["seed"] in dense]
+        versus = ("" if target is None or len(baseline) != len(group)
+                  else f"{cer.mean() / np.mean(baseline) - 1:+.1%}")
+        found = [d for d in map(diagnose, group) if d]
+        cuts = (f"{np.mean([d['largest_survivor_cut'] for d in found]):.0%} | "
+                f"{np.mean([d['late_share'] for d in found]):.0%}") if found else " | "
         lines.append(f"| {shown} | {name} | {len(cer)} | {cer.mean():.4f} ± {std:.4f} | "
-                     f"{' / '.join(f'{c:.3f}' for c in cer)} |")
+                     f"{versus} | {' / '.join(f'{c:.3f}' for c in cer)} | {cuts} |")
     if pending:
         lines += ["", f"**Partial run**: {len(pending)} runs not done yet; finish them "
                   "with `--resume`."]
@@ -196,6 +213,8 @@ def main(argv=None):
     parser.add_argument("--max-digits", type=int, default=7)
     parser.add_argument("--frequency", type=int, default=20,
                         help="steps between mask updates of the paper's-timing variants")
+    parser.add_argument("--name", default="trajectory",
+                        help="results file name in benchmarks/results (default: trajectory)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
@@ -207,7 +226,7 @@ def main(argv=None):
         args.units, args.frequency = 32, 2
     task = speech_bench.SpeechTask(args.data_dir, args.train_size, args.test_size,
                                    args.max_digits, 32, split="validation")
-    prefix = os.path.join(HERE, "results", "trajectory_quick" if args.quick else "trajectory")
+    prefix = os.path.join(HERE, "results", args.name + ("_quick" if args.quick else ""))
     command = common.command_line("trajectory.py", argv or sys.argv[1:])
     earlier = (common.finished_rows(prefix + ".json", vars(args), SAME_RUN,
                                     key=speech_bench.row_key) if args.resume else {})

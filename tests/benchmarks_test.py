@@ -209,8 +209,8 @@ def test_run_expands_groups_once_each_and_rejects_unknown_names(capsys):
     import run
 
     assert run.selected([]) == list(run.SCRIPTS)
-    assert run.selected(["compare", "evidence"]) == ["compare", "speech", "sensitivity",
-                                                     "tuning"]
+    assert run.selected(["compare", "evidence"]) == ["compare", "trajectory", "speech",
+                                                     "sensitivity", "classify", "tuning"]
     with pytest.raises(SystemExit):
         run.main(["nonsense"])
     assert "unknown benchmark(s) ['nonsense']" in capsys.readouterr().err
@@ -241,3 +241,65 @@ def test_train_rows_reuses_saved_rows_and_publishes_after_each_new_one():
     assert [r["name"] for r in first_saved] == ["a", "b", "old"]  # unreached rows kept
     assert first_pending == [("c", 0, "config c")]  # "b" is saved already
     assert published[-1][1] == []
+
+
+def test_trajectory_diagnosis_of_a_known_row():
+    import trajectory
+
+    loss = [10.0] * 30 + [20.0] * 10 + [5.0] * 60
+    row = {"steps": 100, "trajectory": {
+        "matrices": ["a", "b"], "loss": loss,
+        # The second update (after step 30) cuts 0.6 of matrix "b".
+        "updates": [[10, [0.1, 0.1]], [30, [0.2, 0.7]], [50, [0.9, 0.9]]]}}
+    d = trajectory.diagnose(row)
+    assert d["updates"] == 3 and d["recovery_steps"] == 50
+    assert d["largest_cut"] == pytest.approx(0.7)
+    assert d["largest_survivor_cut"] == pytest.approx(0.6 / 0.9)
+    assert d["late_share"] == pytest.approx(1.0)  # all of it in the last 4 updates
+    assert d["loss_jump"] == pytest.approx(2.0)  # steps 31-40 against 21-30
+    assert trajectory.diagnose({"steps": 10, "trajectory": {
+        "matrices": [], "loss": [1.0], "updates": []}}) is None
+
+
+def test_trajectory_variants_and_default_share_one_schedule():
+    # The "late timing, spread/geometric/track" variants use for_training's
+    # timing and frequency at the sweep's budget (10 epochs of 40 steps).
+    import trajectory
+
+    import tf_gradual_prune as tgp
+
+    default = tgp.RampedThresholdSchedule.for_training(10, 40, target_sparsity=0.9)
+    for name, keywords in trajectory.VARIANTS:
+        if name.startswith("late timing"):
+            ours = speech_bench.pruning_schedule(
+                "ramped", 10, 40, 0.9, keywords["frequency"], timing=keywords["timing"],
+                calibration=keywords["calibration"])
+            assert ours.get_config() == dict(default.get_config(),
+                                             calibration=keywords["calibration"]), name
+
+
+def test_compare_gives_prune_and_retrain_the_budget_when_asked(capsys, monkeypatch):
+    calls = []
+    monkeypatch.setattr(speech_bench, "run_one",
+                        lambda task, units, epochs, *a, **k: calls.append(epochs) or {})
+    args = type("Args", (), {"epochs": 25, "frequency": 20, "retrain_within_budget": True})
+    compare.run_row(None, args, 8, "prune_retrain", 0.9, 0)
+    compare.run_row(None, args, 8, "one_shot", 0.9, 0)
+    assert calls == [10, 25]  # 10 dense + 3 rounds of 5 = 25 epochs
+    with pytest.raises(SystemExit):
+        compare.main(["--retrain-within-budget", "--epochs", "12"])
+    assert "--epochs divisible by 5" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("script, argv, message", [
+    ("classify_bench", ["--targets", "1.2"], "--targets must lie in (0, 1). Received: 1.2"),
+    ("classify_bench", ["--epochs", "3"], "--epochs must be >= 4"),
+    ("trajectory", ["--targets", "0"], "--targets must lie in (0, 1). Received: 0.0"),
+])
+def test_new_benchmarks_reject_bad_arguments(capsys, script, argv, message):
+    import importlib
+
+    with pytest.raises(SystemExit) as raised:
+        importlib.import_module(script).main(argv)
+    assert raised.value.code == 2
+    assert message in capsys.readouterr().err

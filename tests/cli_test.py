@@ -3,25 +3,31 @@ import os
 
 import pytest
 
+import tf_gradual_prune as tgp
 from tf_gradual_prune import cli
 
 
-def test_demo_quick_trains_exports_and_reports_both_models(tmp_path, capsys):
+def test_demo_quick_trains_exports_and_reports_every_model(tmp_path, capsys):
     out = tmp_path / "demo"
     assert cli.main(["demo", "--quick", "--output-dir", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "| dense |" in printed and "| pruned |" in printed
+    assert "| dense |" in printed and "| pruned |" in printed and "| paper |" in printed
     summary = json.loads((out / "results.json").read_text())
     rows = {row["model"]: row for row in summary["results"]}
     assert rows["dense"]["recurrent_sparsity"] == 0.0
-    assert rows["pruned"]["recurrent_sparsity"] == pytest.approx(0.9, abs=0.01)
-    assert rows["pruned"]["recurrent_nonzeros"] < rows["dense"]["recurrent_nonzeros"] / 5
-    assert rows["pruned"]["tflite_bytes"] < rows["dense"]["tflite_bytes"]
+    for name in ("pruned", "paper"):
+        assert rows[name]["recurrent_sparsity"] == pytest.approx(0.9, abs=0.01)
+        assert rows[name]["recurrent_nonzeros"] < rows["dense"]["recurrent_nonzeros"] / 5
+        assert rows[name]["tflite_bytes"] < rows["dense"]["tflite_bytes"]
+    assert summary["schedules"]["pruned"] == (
+        tgp.RampedThresholdSchedule.for_training(
+            summary["args"]["epochs"], summary["steps_per_epoch"], target_sparsity=0.9
+        ).get_config())
     for row in rows.values():
         assert 0 <= row["cer"] <= 2 and row["latency_ms"] > 0
         assert len(summary["history"][row["model"]]["val_cer"]) == summary["args"]["epochs"]
     assert (out / "pruning_curves.png").stat().st_size > 10_000
-    for name in ("dense", "pruned"):
+    for name in ("dense", "pruned", "paper"):
         sidecar = json.loads((out / f"{name}.json").read_text())
         assert sidecar["metadata"]["alphabet"] == "0123456789 "
         assert (out / f"{name}.tflite").stat().st_size == rows[name]["tflite_bytes"]

@@ -188,7 +188,7 @@ def test_for_training_default_timing_and_frequency():
     )
     assert (schedule.begin_step, schedule.ramp_step, schedule.end_step) == (80, 160, 280)
     assert schedule.frequency == 200 // 20
-    assert schedule.calibration_mode == "spread"
+    assert schedule.calibration_mode == "geometric"
     updates = [t for t in range(400) if schedule.is_update_step(t)]
     assert len(updates) == 19  # 90, 100, ..., 270
     # A long run keeps the paper's spacing and so gets more updates.
