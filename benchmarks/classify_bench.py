@@ -217,8 +217,6 @@ def main(argv=None):
     task = Task(args.data_dir)
     prefix = os.path.join(HERE, "results", "classify_quick" if args.quick else "classify")
     command = common.command_line("classify_bench.py", argv or sys.argv[1:])
-    earlier = (common.finished_rows(prefix + ".json", vars(args), SAME_RUN,
-                                    key=speech_bench.row_key) if args.resume else {})
     configs = [(f"dense LSTM({args.units})", args.units, "dense", None),
                (f"dense LSTM({args.small_units})", args.small_units, "dense", None)]
     configs += [(f"{m} {t:.0%}", args.units, m, t) for t in args.targets for m in args.methods]
@@ -231,12 +229,9 @@ def main(argv=None):
         row["cer"] = 1 - row["test_accuracy"]  # what train_rows prints
         return row
 
-    rows = speech_bench.train_rows(
-        todo, earlier, train, lambda saved, pending: publish(prefix, command, args, saved,
-                                                            pending))
-    rows = common.keep_unreached(rows, earlier, key=speech_bench.row_key)
-    print("\n" + publish(prefix, command, args, rows, []))
-    print(f"saved {prefix}.json, .md and .png")
+    speech_bench.run_and_publish(
+        prefix, args, SAME_RUN, todo, train,
+        lambda saved, pending: publish(prefix, command, args, saved, pending))
     return 0
 
 

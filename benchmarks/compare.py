@@ -206,17 +206,11 @@ def main(argv=None):
                                    args.max_digits, 32)
     prefix = os.path.join(HERE, "results", args.name + ("_quick" if args.quick else ""))
     command = common.command_line("compare.py", argv or sys.argv[1:])
-    earlier = (common.finished_rows(prefix + ".json", vars(args), SAME_RUN,
-                                    key=speech_bench.row_key) if args.resume else {})
     todo = [(name, seed, (units, method, target))
             for name, units, method, target, seed in configs(args)]
-    rows = speech_bench.train_rows(
-        todo, earlier, lambda config, seed: run_row(task, args, *config, seed),
+    rows = speech_bench.run_and_publish(
+        prefix, args, SAME_RUN, todo, lambda config, seed: run_row(task, args, *config, seed),
         lambda saved, pending: publish(prefix, command, args, task.source, saved, pending))
-    # Rows of methods or targets this run did not select stay in the file.
-    rows = common.keep_unreached(rows, earlier, key=speech_bench.row_key)
-    print("\n" + publish(prefix, command, args, task.source, rows, []))
-    print(f"saved {prefix}.json, .md and .png")
     return 0 if np.all([np.isfinite(r["cer"]) for r in rows]) else 1
 
 

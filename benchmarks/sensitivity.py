@@ -184,8 +184,6 @@ def main(argv=None):
                                    args.max_digits, 32)
     prefix = os.path.join(HERE, "results", "sensitivity_quick" if args.quick else "sensitivity")
     command = common.command_line("sensitivity.py", argv or sys.argv[1:])
-    earlier = (common.finished_rows(prefix + ".json", vars(args), SAME_RUN,
-                                    key=speech_bench.row_key) if args.resume else {})
     todo = [(name, seed, (parameter, value, hyper)) for seed in args.seeds
             for name, parameter, value, hyper in settings_grid(args.frequency, args.quick)]
 
@@ -193,11 +191,9 @@ def main(argv=None):
         parameter, value, hyper = config
         return dict(run_setting(task, args, hyper, seed), parameter=parameter, value=value)
 
-    rows = speech_bench.train_rows(
-        todo, earlier, train,
+    rows = speech_bench.run_and_publish(
+        prefix, args, SAME_RUN, todo, train,
         lambda saved, pending: publish(prefix, command, args, task.source, saved, pending))
-    print("\n" + publish(prefix, command, args, task.source, rows, []))
-    print(f"saved {prefix}.json, .md and .png")
     return 0 if all(np.isfinite(r["cer"]) for r in rows) else 1
 
 

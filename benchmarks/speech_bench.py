@@ -318,6 +318,26 @@ def train_rows(todo, earlier, train, publish):
     return rows
 
 
+def run_and_publish(prefix, args, same_run, todo, train, publish):
+    """The resumable loop of a benchmark script, start to end.
+
+    With `args.resume`, the rows saved at `prefix.json` by a run with the
+    same `same_run` settings are reused; the other `todo` rows are trained
+    one by one (`train_rows`), and `publish(rows, pending)` saves the table
+    after each and at the end. Rows of the saved file that this run did not
+    select (other methods, targets or variants) stay in it. Returns the rows.
+    """
+    import common
+
+    earlier = (common.finished_rows(prefix + ".json", vars(args), same_run, key=row_key)
+               if args.resume else {})
+    rows = train_rows(todo, earlier, train, publish)
+    rows = common.keep_unreached(rows, earlier, key=row_key)
+    print("\n" + publish(rows, []))
+    print(f"saved {prefix}.json, .md and .png")
+    return rows
+
+
 def summarise(rows, key):
     groups = {}
     for row in rows:

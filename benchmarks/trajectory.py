@@ -228,8 +228,6 @@ def main(argv=None):
                                    args.max_digits, 32, split="validation")
     prefix = os.path.join(HERE, "results", args.name + ("_quick" if args.quick else ""))
     command = common.command_line("trajectory.py", argv or sys.argv[1:])
-    earlier = (common.finished_rows(prefix + ".json", vars(args), SAME_RUN,
-                                    key=speech_bench.row_key) if args.resume else {})
     chosen = [(n, kw) for n, kw in VARIANTS if n in args.variants]
     todo = []
     for seed in args.seeds:
@@ -247,13 +245,9 @@ def main(argv=None):
         return speech_bench.run_one(task, args.units, args.epochs, seed, target, verbose=0,
                                     trace=True, **keywords)
 
-    rows = speech_bench.train_rows(
-        todo, earlier, train, lambda saved, pending: publish(prefix, command, args, saved,
-                                                            pending))
-    # Rows of other targets or variants saved by an earlier run stay in the file.
-    rows = common.keep_unreached(rows, earlier, key=speech_bench.row_key)
-    print("\n" + publish(prefix, command, args, rows, []))
-    print(f"saved {prefix}.json, .md and .png")
+    speech_bench.run_and_publish(
+        prefix, args, SAME_RUN, todo, train,
+        lambda saved, pending: publish(prefix, command, args, saved, pending))
     return 0
 
 
