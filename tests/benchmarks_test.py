@@ -254,7 +254,7 @@ def test_trajectory_diagnosis_of_a_known_row():
     d = trajectory.diagnose(row)
     assert d["updates"] == 3 and d["recovery_steps"] == 50
     assert d["largest_cut"] == pytest.approx(0.7)
-    assert d["largest_survivor_cut"] == pytest.approx(0.6 / 0.9)
+    assert d["largest_survivor_cut"] == pytest.approx(0.7 / 0.8)  # the last update
     assert d["late_share"] == pytest.approx(1.0)  # all of it in the last 4 updates
     assert d["loss_jump"] == pytest.approx(2.0)  # steps 31-40 against 21-30
     assert trajectory.diagnose({"steps": 10, "trajectory": {
