@@ -109,7 +109,7 @@ def run_row(task, args, units, method, target, seed):
 
 def table(rows, args, source, pending):
     """The Markdown report of the rows so far."""
-    order = ["dense"] + list(args.methods) + ["tfmot_agp"]
+    order = ["dense"] + PRUNING + ["tfmot_agp"]
     rows = sorted(rows, key=lambda r: (r["target"] is not None, r["target"] != args.headline,
                                        r["target"] or 0,
                                        order.index(r["method"]) if r["method"] in order
