@@ -3,8 +3,9 @@
     python benchmarks/report.py [--quick]
 
 Each section is the Markdown table a benchmark script saved, with the
-command that reproduces it (from its JSON) and its plot, and the spot
-re-run of some of its rows where `rerun.py` saved one. Sections whose
+command that reproduces it (from its JSON) and its plot, the reading of the
+figures where docs/findings/<name>.md holds one, and the spot re-run of some
+of its rows where `rerun.py` saved one. Sections whose
 results are missing say so instead of showing stale numbers. With
 `--quick`, the same from the smoke runs' `*_quick.*` files into
 docs/results_quick.md (not committed).
@@ -63,6 +64,11 @@ def section(name, title, suffix=""):
     for png in (f"{stem}.png", f"{stem}_sensitivity.png"):
         if os.path.exists(os.path.join(results, png)):
             lines += [f"![{name}](../benchmarks/results/{png})", ""]
+    findings = os.path.join(ROOT, "docs", "findings", f"{name}.md")
+    if not suffix and os.path.exists(findings):
+        # What the figures say, written by hand: docs/findings/<name>.md.
+        with open(findings) as f:
+            lines += [f.read().strip(), ""]
     for rerun in sorted(glob.glob(os.path.join(results, f"{stem}_rerun*.md"))):
         with open(rerun[:-len(".md")] + ".json") as f:
             command = json.load(f)["command"]

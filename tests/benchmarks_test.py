@@ -205,6 +205,21 @@ def test_report_sections_show_tables_reruns_and_missing_runs(tmp_path, monkeypat
     assert "Not run yet: `python benchmarks/run.py --quick lm`" in missing
 
 
+def test_report_adds_the_hand_written_findings_of_a_section(tmp_path, monkeypatch):
+    import report
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "trajectory.md").write_text("| the table |\n")
+    (tmp_path / "docs" / "findings").mkdir(parents=True)
+    (tmp_path / "docs" / "findings" / "trajectory.md").write_text("What it says.\n")
+    monkeypatch.setattr(report, "HERE", str(tmp_path))
+    monkeypatch.setattr(report, "ROOT", str(tmp_path))
+    text = "\n".join(report.section("trajectory", "Diagnosis"))
+    assert text.index("| the table |") < text.index("What it says.")
+    (tmp_path / "results" / "trajectory_quick.md").write_text("| quick |\n")
+    assert "What it says." not in "\n".join(report.section("trajectory", "D", "_quick"))
+
+
 def test_run_expands_groups_once_each_and_rejects_unknown_names(capsys):
     import run
 

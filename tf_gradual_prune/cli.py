@@ -258,17 +258,19 @@ def _plot(path, histories, recorders, steps_per_epoch):
         raise ImportError(
             "The demo's plots need matplotlib: pip install 'tf-gradual-prune[plots]'"
         ) from None
+    colours = dict(zip(MODELS, ("tab:gray", "tab:blue", "tab:orange")))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for name, recorder in recorders.items():
-        axes[0].plot(recorder.steps, recorder.threshold, label=name)
-        axes[1].plot(recorder.steps, recorder.sparsity, label=name)
+        axes[0].plot(recorder.steps, recorder.threshold, label=name, color=colours[name])
+        axes[1].plot(recorder.steps, recorder.sparsity, label=name, color=colours[name])
     axes[0].set(xlabel="optimizer step", ylabel="mean threshold", title="Threshold")
     axes[1].set(xlabel="optimizer step", ylabel="pruned share", title="Sparsity", ylim=(0, 1))
     axes[0].legend()
     axes[1].legend()
     for name, history in histories.items():
         steps = [steps_per_epoch * (i + 1) for i in range(len(history["val_cer"]))]
-        axes[2].plot(steps, history["val_cer"], marker="o", label=name)
+        axes[2].plot(steps, history["val_cer"], marker="o", label=name,
+                     color=colours[name])
     axes[2].set(xlabel="optimizer step", ylabel="character error rate",
                 title="Held-out speaker CER", ylim=(0, None))
     axes[2].legend()

@@ -336,7 +336,7 @@ class RampedThresholdSchedule:
         """
         return cls._for_fractions(
             epochs, steps_per_epoch, DEFAULT_TIMING, target_sparsity,
-            frequency, ramp_slope_ratio, calibration, first_epoch=1)
+            frequency, ramp_slope_ratio, calibration)
 
     @classmethod
     def paper(
@@ -390,14 +390,14 @@ class RampedThresholdSchedule:
         timing = (1 / epochs, PAPER_RAMP_FRACTION, PAPER_END_FRACTION)
         return cls._for_fractions(
             epochs, steps_per_epoch, timing, target_sparsity, frequency,
-            ramp_slope_ratio, calibration, first_epoch=1)
+            ramp_slope_ratio, calibration)
 
     @classmethod
     def _for_fractions(cls, epochs, steps_per_epoch, timing, target_sparsity,
-                       frequency, ramp_slope_ratio, calibration, first_epoch):
+                       frequency, ramp_slope_ratio, calibration):
         """A calibrated schedule whose begin, ramp and end steps are the
         `timing` fractions of `epochs * steps_per_epoch`."""
-        epochs = _check_int("epochs", epochs, first_epoch)
+        epochs = _check_int("epochs", epochs, 1)
         steps_per_epoch = _check_int("steps_per_epoch", steps_per_epoch, 1)
         total = epochs * steps_per_epoch
         begin, ramp, end = (int(round(f * total)) for f in timing)
