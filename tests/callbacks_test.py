@@ -365,7 +365,8 @@ def test_bad_block_size(block, error):
 
 
 @pytest.mark.parametrize(
-    "calibration, warns", [("begin", True), ("track", False), ("spread", False)]
+    "calibration, warns",
+    [("begin", True), ("track", False), ("spread", False), ("geometric", False)],
 )
 def test_fresh_callback_after_begin_step_warns_only_for_begin_calibration(
     calibration, warns

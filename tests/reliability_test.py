@@ -61,7 +61,7 @@ def uninterrupted(calibration, tmp_path):
     return weights_of(model)
 
 
-@pytest.mark.parametrize("calibration", ["begin", "track", "spread"])
+@pytest.mark.parametrize("calibration", ["begin", "track", "spread", "geometric"])
 def test_resume_from_keras_file_and_state_is_bit_identical(calibration, tmp_path):
     reference = uninterrupted(calibration, tmp_path)
     state = str(tmp_path / "state.json")
