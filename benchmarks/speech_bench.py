@@ -39,7 +39,8 @@ def recurrent_size(units, layers=2, conv_filters=128):
 
 #: The splits of `SpeechTask`: "test" trains on five speakers and scores the
 #: sixth (the last in sorted order); "validation" leaves that sixth speaker
-#: out entirely, trains on four and scores the fifth, for choosing defaults.
+#: out entirely, trains on four and scores the fifth (or `held_out`), for
+#: choosing defaults.
 SPLITS = ("test", "validation")
 
 
@@ -47,13 +48,16 @@ class SpeechTask:
     """Featurised digit strings, shared by every run of one benchmark."""
 
     def __init__(self, data_dir, train_size, test_size, max_digits, batch_size, data_seed=0,
-                 split="test"):
+                 split="test", held_out=None):
         from tf_gradual_prune import audio
         from tf_gradual_prune import datasets
         from tf_gradual_prune import models
 
         if split not in SPLITS:
             raise ValueError(f"`split` must be one of {SPLITS}. Received: split={split!r}")
+        if held_out is not None and split != "validation":
+            raise ValueError("`held_out` chooses the scored speaker of split='validation'. "
+                             f"Received: held_out={held_out!r}, split={split!r}")
         source = "fsdd" if data_dir else "synthetic"
         if split == "test":
             (waves, texts), (test_waves, test_texts) = datasets.speech_digits(
@@ -63,13 +67,20 @@ class SpeechTask:
             recordings = (datasets.fsdd_recordings(data_dir) if data_dir
                           else datasets.synthetic_digit_recordings(seed=data_seed))
             speakers = sorted({r.speaker for r in recordings})
+            if held_out is None:
+                held_out = speakers[-2]
+            elif held_out not in speakers[:-1]:
+                raise ValueError(
+                    f"`held_out` must be one of {speakers[:-1]} (the test split's speaker "
+                    f"{speakers[-1]!r} is never used for validation). Received: "
+                    f"held_out={held_out!r}")
             kept = [r for r in recordings if r.speaker != speakers[-1]]
-            train, held_out = datasets.split_recordings(kept, "speaker", speakers[-2])
+            train, scored = datasets.split_recordings(kept, "speaker", held_out)
             options = dict(max_digits=max_digits)
             waves, texts = datasets.digit_strings(train, train_size, seed=data_seed, **options)
-            test_waves, test_texts = datasets.digit_strings(held_out, test_size,
+            test_waves, test_texts = datasets.digit_strings(scored, test_size,
                                                             seed=data_seed + 1, **options)
-        self.split = split
+        self.split, self.held_out = split, held_out
         features = audio.AudioFeatures()
         self.source = source
         self.alphabet = models.Alphabet("0123456789 ")

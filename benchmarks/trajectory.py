@@ -1,6 +1,7 @@
 """Diagnosis: what each mask update cuts, and what the loss does right after.
 
     python benchmarks/trajectory.py --data-dir ../shared/data [--quick] [--resume]
+        [--held-out SPEAKER] [--variants NAME ...] [--targets 0.9 0.95] [--name STEM]
 
 The comparison's task and model (FSDD digit strings, 2 x BiGRU(128) CTC,
 Adam 1e-3, 10-epoch budget of 400 steps) on the *validation* split of
@@ -15,8 +16,11 @@ paper's rule (its timing, "track" calibration, as in the comparison), AGP
 (tfmot's `PolynomialDecay` through our callback), the paper's timing with
 "spread" calibration, a later timing (begin 20%, ramp 40%, end 70%) with
 "track", the same with "spread" and with "geometric" (the late timing with
-20 updates is what `for_training(...)` gives at this budget). Rows are saved
-as they finish; `--resume` reuses them.
+20 updates is what `for_training(...)` gives at this budget), and
+"geometric" placed elsewhere in the budget: everything earlier (10/30/60%)
+or a later begin (30/45/70%). `--held-out` scores another validation
+speaker (any but the test split's). Rows are saved as they finish;
+`--resume` reuses them.
 
 Writes benchmarks/results/trajectory.{json,md,png} (`--name` for another
 stem, e.g. `trajectory_95` for `--targets 0.95`; `*_quick.*` with --quick): per variant and seed the final validation CER, the largest
@@ -38,6 +42,8 @@ import speech_bench  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LATE = (0.2, 0.4, 0.7)
+EARLY = (0.1, 0.3, 0.6)
+LATE_BEGIN = (0.3, 0.45, 0.7)
 #: `(name, run_one keywords)`, in run order within a seed. "late" is the
 #: timing of `for_training` with its frequency at this budget (10 steps:
 #: 20 updates); the paper's-timing variants update every `--frequency`.
@@ -52,8 +58,15 @@ VARIANTS = [
     ("AGP", {"method": "agp"}),
     ("late timing, geometric", {"method": "ramped", "timing": LATE,
                                 "calibration": "geometric", "frequency": 10}),
+    # Where the geometric ramp sits in the budget (20 updates each):
+    # everything earlier (more recovery, but cuts while the recogniser is
+    # still on its plateau), and a later begin with the same end.
+    ("early timing, geometric", {"method": "ramped", "timing": EARLY,
+                                 "calibration": "geometric", "frequency": 10}),
+    ("late begin, geometric", {"method": "ramped", "timing": LATE_BEGIN,
+                               "calibration": "geometric", "frequency": 8}),
 ]
-SAME_RUN = ("data_dir", "epochs", "units", "train_size", "test_size",
+SAME_RUN = ("data_dir", "held_out", "epochs", "units", "train_size", "test_size",
             "max_digits", "frequency", "quick")
 #: Steps before and after an update over which the loss jump is measured.
 WINDOW = 10
@@ -98,7 +111,7 @@ def diagnose(row):
 def table(rows, args, pending):
     lines = [
         f"Validation split (FSDD; the benchmarks' test speaker left out, four speakers "
-        f"train, the fifth scores), 2 x BiGRU({args.units}) CTC, {args.epochs}-epoch "
+        f"train, {'the fifth' if args.held_out is None else repr(args.held_out)} scores), 2 x BiGRU({args.units}) CTC, {args.epochs}-epoch "
         f"budget, Adam 1e-3; seeds {sorted({r['seed'] for r in rows})}. Per variant and "
         f"seed: validation CER at "
         f"the end, the largest share of one matrix cut in one mask update, the largest "
@@ -204,6 +217,9 @@ def main(argv=None):
     parser.add_argument("--targets", type=float, nargs="+", default=[0.9])
     parser.add_argument("--variants", nargs="+", default=[n for n, _ in VARIANTS],
                         choices=[n for n, _ in VARIANTS])
+    parser.add_argument("--held-out", default=None,
+                        help="the validation speaker (default: the fifth in sorted order; "
+                             "never the test split's)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--units", type=int, default=128)
     parser.add_argument("--train-size", type=int, default=1200)
@@ -223,7 +239,8 @@ def main(argv=None):
         args.seeds, args.epochs, args.train_size, args.test_size = args.seeds[:1], 4, 200, 50
         args.units, args.frequency = 32, 2
     task = speech_bench.SpeechTask(args.data_dir, args.train_size, args.test_size,
-                                   args.max_digits, 32, split="validation")
+                                   args.max_digits, 32, split="validation",
+                                   held_out=args.held_out)
     prefix = os.path.join(HERE, "results", args.name + ("_quick" if args.quick else ""))
     command = common.command_line("trajectory.py", argv or sys.argv[1:])
     chosen = [(n, kw) for n, kw in VARIANTS if n in args.variants]
