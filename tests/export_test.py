@@ -69,6 +69,8 @@ def test_float_export_stores_every_pruned_kernel_block_sparse(model4, tmp_path):
     assert set(by_weight) == set(keras_matrices(model4))
     assert report.not_sparse == []
     assert report.size_bytes < report.dense_size_bytes
+    assert report.sparse_tensors >= len(by_weight)
+    assert f"({report.size_ratio:.2f}x)" in str(report)
     assert report.max_error < 1e-4
     assert "sparse" in str(report) and "recommended interpreter" in str(report)
 
@@ -83,7 +85,14 @@ def test_exported_model_reproduces_keras_in_litert(model4, tmp_path):
 
 def test_sidecar_describes_inputs_outputs_and_metadata(model4, tmp_path):
     path = str(tmp_path / "speech.tflite")
-    report = export_tflite(model4, path, metadata={"labels": ["a", "b", "c"]})
+    umask = os.umask(0o027)
+    try:
+        report = export_tflite(model4, path, metadata={"labels": ["a", "b", "c"]})
+    finally:
+        os.umask(umask)
+    # The permissions of a normally created file, not the temporary file's 0600.
+    assert os.stat(path).st_mode & 0o777 == 0o640
+    assert os.stat(tmp_path / "speech.json").st_mode & 0o777 == 0o640
     sidecar = json.loads((tmp_path / "speech.json").read_text())
     assert report.sidecar_path == str(tmp_path / "speech.json")
     assert sidecar["model"] == "speech.tflite"
@@ -141,6 +150,10 @@ def test_model_never_pruned_warns_and_still_exports(tmp_path):
         report = export_tflite(model, str(path))
     assert path.exists()
     assert all(t["format"] == "dense" for t in report.tensors)
+    # Nothing sparse: no comparison of the dense export with itself.
+    assert report.sparse_tensors == 0
+    size_line = next(line for line in str(report).splitlines() if line.startswith("size:"))
+    assert "no tensor is stored sparse" in size_line and "x)" not in size_line
 
 
 @pytest.mark.parametrize(

@@ -48,8 +48,33 @@ def test_default_selects_every_recurrent_kernel_and_no_bias(name):
         assert item.kind == "recurrent"
         assert item.variable.name in ("kernel", "recurrent_kernel")
         assert id(item.variable) in kernels
-        assert item.name == item.variable.path
+        # Keras' path where it has all the layers (a nested model's leaves
+        # out the outer model), the layer names otherwise.
+        assert item.name.endswith(item.variable.path)
     assert len({item.name for item in selected}) == expected
+    if name != "nested_model":
+        assert [item.name for item in selected] == [item.variable.path for item in selected]
+
+
+@pytest.mark.parametrize("name", sorted(RECURRENT_MODELS))
+def test_names_survive_a_keras_save_and_load(name, tmp_path):
+    # `.keras` loading builds wrapped layers outside their wrapper's name
+    # scope: `variable.path` loses "bidirectional/", "rnn/", "sequential/".
+    model = RECURRENT_MODELS[name][0]()
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert ([row["name"] for row in sparsity_table(reloaded)]
+            == [row["name"] for row in sparsity_table(model)])
+
+
+def test_functional_names_leave_out_the_model_name():
+    inputs = keras.Input((5, 3))
+    outputs = L.Dense(2, name="out")(L.Bidirectional(L.GRU(4, name="gru"), name="bi")(inputs))
+    model = keras.Model(inputs, outputs, name="speech")
+    assert [item.name for item in find_prunable_weights(model, weights="all")] == [
+        "bi/forward_gru/gru_cell/kernel", "bi/forward_gru/gru_cell/recurrent_kernel",
+        "bi/backward_gru/gru_cell/kernel", "bi/backward_gru/gru_cell/recurrent_kernel",
+        "out/kernel"]
 
 
 def test_bidirectional_covers_both_directions():

@@ -1,11 +1,18 @@
+import json
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
 
+from conftest import REPO
 from tf_gradual_prune import GradualPruning
 from tf_gradual_prune import RampedThresholdSchedule
 from tf_gradual_prune import find_prunable_weights
 from tf_gradual_prune import models
+from tf_gradual_prune import sparsity_table
 
 
 def test_greedy_decode_merges_repeats_and_drops_blanks():
@@ -65,6 +72,89 @@ def test_speech_model_bad_arguments():
         models.speech_model(40, 10, rnn="transformer")
     with pytest.raises(ValueError, match="units=0"):
         models.speech_model(40, 10, units=0)
+    with pytest.raises(ValueError, match="conv_stride=0"):
+        models.speech_model(40, 10, conv_stride=0)
+    with pytest.raises(ValueError, match="conv_stride=1.5"):
+        models.CTCModel(keras.Input((None, 4)), keras.Input((None, 4)), conv_stride=1.5)
+
+
+def test_ctc_model_config_carries_conv_stride():
+    model = models.speech_model(8, 4, units=4, layers=1, conv_filters=4, conv_stride=2)
+    assert model.conv_stride == 2 and model.get_config()["conv_stride"] == 2
+    copy = models.CTCModel.from_config(model.get_config())
+    assert isinstance(copy, models.CTCModel) and copy.conv_stride == 2
+    assert [layer.name for layer in copy.layers] == [layer.name for layer in model.layers]
+
+
+# Run by a fresh interpreter: nothing registered by this test process helps it.
+RELOAD = """
+import json, sys
+import keras, numpy as np
+import tf_gradual_prune as tgp
+
+folder = sys.argv[1]
+data = np.load(folder + "/inputs.npz")
+speech = keras.saving.load_model(folder + "/speech.keras")
+lm = keras.saving.load_model(folder + "/lm.keras")
+np.savez(folder + "/reloaded.npz",
+         speech=keras.ops.convert_to_numpy(speech(data["features"], training=False)),
+         lm=keras.ops.convert_to_numpy(lm(data["words"], training=False)))
+embedding = lm.get_layer("embedding")
+json.dump({
+    "speech_class": type(speech).__name__,
+    "conv_stride": speech.conv_stride,
+    "decoded": speech.decode(data["features"]),
+    "speech_names": [row["name"] for row in tgp.sparsity_table(speech)],
+    "speech_zeros": [row["zeros"] for row in tgp.sparsity_table(speech)],
+    "lm_names": [row["name"] for row in tgp.sparsity_table(lm)],
+    "lm_weights": [w.path for w in lm.weights],
+    "lm_matrices": sum(tuple(w.shape) == tuple(embedding.embeddings.shape) for w in lm.weights),
+    "perplexity": lm.evaluate(data["words"], data["targets"], verbose=0, return_dict=True),
+}, open(folder + "/reloaded.json", "w"))
+"""
+
+
+def test_saved_models_reload_exactly_in_a_fresh_process(tmp_path):
+    # A pruned recogniser (stride 3) and a tied-weights language model with
+    # the Perplexity metric, saved here and reloaded by another interpreter.
+    x, y = toy_ctc_data(16)
+    x[0, 40:] = 0.0  # padding: decoding depends on conv_stride
+    speech = models.speech_model(8, 4, units=8, layers=2, conv_filters=8, conv_stride=3)
+    speech.compile(optimizer=keras.optimizers.Adam(1e-2))
+    schedule = RampedThresholdSchedule(0, 1, 3, 1, target_sparsity=0.5)
+    speech.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[GradualPruning(schedule)])
+    words = np.tile(np.arange(12), 4).reshape(4, 12).astype("int32")
+    targets = np.roll(words, -1, axis=1)
+    lm = models.language_model(12, units=8, tie_weights=True)
+    lm.compile(optimizer="adam", metrics=[models.Perplexity()],
+               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    lm.fit(words, targets, epochs=1, verbose=0)
+    speech.save(tmp_path / "speech.keras")
+    lm.save(tmp_path / "lm.keras")
+    features = x[:4]
+    np.savez(tmp_path / "inputs.npz", features=features, words=words, targets=targets)
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", RELOAD, str(tmp_path)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads((tmp_path / "reloaded.json").read_text())
+    reloaded = np.load(tmp_path / "reloaded.npz")
+
+    assert got["speech_class"] == "CTCModel" and got["conv_stride"] == 3
+    assert np.array_equal(reloaded["speech"], keras.ops.convert_to_numpy(speech(features)))
+    assert got["decoded"] == speech.decode(features)
+    table = sparsity_table(speech)
+    assert got["speech_names"] == [row["name"] for row in table]
+    assert any(name.startswith("bidirectional") for name in got["speech_names"])
+    assert got["speech_zeros"] == [row["zeros"] for row in table] and table.zeros > 0
+
+    assert np.array_equal(reloaded["lm"], keras.ops.convert_to_numpy(lm(words)))
+    assert got["lm_names"] == [row["name"] for row in sparsity_table(lm)]
+    assert got["lm_weights"] == [w.path for w in lm.weights]
+    assert got["lm_matrices"] == 1  # the embedding and the output still share one matrix
+    expected = lm.evaluate(words, targets, verbose=0, return_dict=True)
+    assert got["perplexity"] == pytest.approx(expected, rel=1e-6)
 
 
 def test_alphabet_round_trip_and_errors():
@@ -149,6 +239,20 @@ def test_language_model_tied_weights_and_errors():
     model = models.language_model(50, units=8, tie_weights=True)
     assert not any(w.name == "kernel" and "logits" in w.path for w in model.weights)
     assert model(np.zeros((2, 5), "int32")).shape == (2, 5, 50)
+    # One matrix for both uses: logits of a vector are its products with the rows.
+    tied = model.get_layer("embedding")
+    vectors = np.random.default_rng(0).normal(size=(3, 8)).astype("float32")
+    matrix = keras.ops.convert_to_numpy(tied.embeddings)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(tied(vectors, logits=True)),
+                               vectors @ matrix.T, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(tied(np.array([3, 7]))),
+                                  matrix[[3, 7]])
+    assert [item.name for item in find_prunable_weights(model, weights="embedding")] == [
+        "embedding/embeddings"]
+    copy = models.TiedEmbedding.from_config(tied.get_config())
+    assert (copy.input_dim, copy.output_dim) == (50, 8)
+    with pytest.raises(ValueError, match="output_dim=0"):
+        models.TiedEmbedding(50, 0)
     with pytest.raises(ValueError, match="batch_size=None, steps=None"):
         models.language_model(50, stateful=True)
     with pytest.raises(ValueError, match="dropout=1.5"):

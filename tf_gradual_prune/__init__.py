@@ -13,6 +13,10 @@ from tf_gradual_prune.masking import PrunableWeight
 from tf_gradual_prune.masking import SparsityTable
 from tf_gradual_prune.masking import find_prunable_weights
 from tf_gradual_prune.masking import sparsity_table
+# Imported for its side effect too: it registers the package's Keras objects
+# (CTCModel, TiedEmbedding, Perplexity), so `keras.saving.load_model` finds
+# them after `import tf_gradual_prune`.
+from tf_gradual_prune import models
 from tf_gradual_prune.runtime import LiteRTRunner
 from tf_gradual_prune.schedules import RampedThresholdSchedule
 
@@ -28,6 +32,7 @@ __all__ = [
     "SparsityTable",
     "export_tflite",
     "find_prunable_weights",
+    "models",
     "sparsity_table",
     "__version__",
 ]

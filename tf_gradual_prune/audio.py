@@ -7,7 +7,11 @@ tensorflow-io 0.37.1. `require_tfio()` checks that once and says so.
 """
 
 import csv
+import errno
+import logging
 import os
+import re
+import tempfile
 import warnings
 
 import numpy as np
@@ -17,6 +21,15 @@ _TFIO = None
 
 #: File suffixes `AudioFeatures.decode` reads.
 AUDIO_SUFFIXES = (".wav", ".flac")
+
+#: `load_features(on_error="skip")` names up to this many skipped files in
+#: its warning; beyond it, the warning names the file that lists them all.
+SKIPPED_LISTED = 10
+
+# WAVE format tags: the ones read, and some others by name for the error.
+_WAVE_PCM, _WAVE_FLOAT, _WAVE_EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
+_WAVE_OTHER = {0x0002: "MS ADPCM", 0x0006: "A-law", 0x0007: "mu-law",
+               0x0011: "IMA ADPCM", 0x0031: "GSM 6.10", 0x0055: "MP3"}
 
 
 def require_tfio():
@@ -57,12 +70,206 @@ def require_tfio():
     return tfio
 
 
+def _op_message(error):
+    """A TensorFlow op error's own message, without the op's trace around it."""
+    message = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", error.message)
+    return re.sub(r"\s*\[Op:[^\]]*\].*$", "", message, flags=re.S).strip()
+
+
+# Traced functions, shared by every `AudioFeatures` with the same settings
+# (TensorFlow warns about retracing when many instances trace their own).
+_TRACED = {}
+
+
+def _traced(key, make):
+    """`make(*key[1:])`, made once per key."""
+    if key not in _TRACED:
+        _TRACED[key] = make(*key[1:])
+    return _TRACED[key]
+
+
+def _resample_function(rate_in, rate_out):
+    """`tfio.audio.resample` of a 1-D waveform, traced once: called eagerly,
+    its `tf.vectorized_map` traces anew for every file."""
+    tfio = require_tfio()
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+    def resample(audio):
+        return tfio.audio.resample(audio, rate_in=rate_in, rate_out=rate_out)
+
+    tf_logger = logging.getLogger("tensorflow")
+    level = tf_logger.level
+    # Tracing logs "Using a while_loop for converting IO>AudioResample": noise.
+    tf_logger.setLevel(logging.ERROR)
+    try:
+        resample.get_concrete_function()
+    finally:
+        tf_logger.setLevel(level)
+    return resample
+
+
+def _log_mel_function(rate, mels, window, stride, top_db, normalize):
+    """The traced log-mel computation of `AudioFeatures.log_mel`."""
+    tfio = require_tfio()
+    nfft = 1 << (window - 1).bit_length()
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+    def compute(wave):
+        spectrum = tfio.audio.spectrogram(wave, nfft=nfft, window=window, stride=stride)
+        mel = tfio.audio.melscale(spectrum, rate=rate, mels=mels, fmin=20, fmax=rate // 2)
+        mel = tfio.audio.dbscale(mel, top_db=top_db)
+        if normalize:
+            mean, variance = tf.nn.moments(mel, axes=[0], keepdims=True)
+            mel = (mel - mean) / tf.sqrt(variance + 1e-3)
+        return mel
+
+    return compute
+
+
+class _DecodeError(ValueError):
+    """A file that is not audio this module reads; `reason` says why."""
+
+    def __init__(self, path, reason):
+        super().__init__(f"Cannot decode {path!r}: {reason}")
+        self.reason = reason
+
+
+def _wav_samples(data):
+    """`(samples, rate)` of the bytes of a RIFF/WAVE file.
+
+    Reads the `fmt ` and `data` chunks wherever they are (other chunks such
+    as `LIST`, `fact` or `cue ` may come before, between or after them).
+    `samples` is float32 `(frames, channels)` in [-1, 1]: integer PCM of 8
+    (unsigned), 16, 24 or 32 bits, or IEEE float of 32 or 64 bits.
+
+    Raises:
+        ValueError: saying what is wrong (the caller adds the path).
+    """
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        if data[:4] in (b"RIFX", b"RF64"):
+            raise ValueError(f"{data[:4].decode()} WAV files are not supported (only RIFF)")
+        raise ValueError(
+            f"not a WAV file: it starts with {data[:12]!r}, not b'RIFF....WAVE' "
+            f"({len(data)} bytes in all)"
+        )
+    fmt = payload = None
+    offset = 12
+    while offset + 8 <= len(data) and (fmt is None or payload is None):
+        chunk, size = data[offset:offset + 4], int.from_bytes(data[offset + 4:offset + 8], "little")
+        start = offset + 8
+        if chunk == b"data":
+            if size == 0xFFFFFFFF:  # written by a stream that never knew its length
+                size = len(data) - start
+            if start + size > len(data):
+                raise ValueError(
+                    f"truncated: the data chunk declares {size} bytes, "
+                    f"{len(data) - start} follow"
+                )
+            payload = data[start:start + size]
+        elif chunk == b"fmt ":
+            if size < 16 or start + size > len(data):
+                raise ValueError(
+                    f"the 'fmt ' chunk is {min(size, len(data) - start)} bytes long, "
+                    "too short (truncated header?)"
+                )
+            fmt = data[start:start + size]
+        elif start + size > len(data):
+            raise ValueError(
+                f"truncated header: the {chunk!r} chunk at byte {offset} declares "
+                f"{size} bytes, {len(data) - start} follow"
+            )
+        offset = start + size + (size & 1)  # chunks are padded to an even size
+    if fmt is None or payload is None:
+        raise ValueError(
+            f"no {'fmt ' if fmt is None else 'data'!r} chunk in the {len(data)} bytes "
+            "(truncated or not a WAV file?)"
+        )
+    tag, channels, rate = (int.from_bytes(fmt[i:j], "little") for i, j in ((0, 2), (2, 4), (4, 8)))
+    align, bits = int.from_bytes(fmt[12:14], "little"), int.from_bytes(fmt[14:16], "little")
+    if tag == _WAVE_EXTENSIBLE and len(fmt) >= 26:
+        tag = int.from_bytes(fmt[24:26], "little")  # the sub-format GUID's first field
+    if tag not in (_WAVE_PCM, _WAVE_FLOAT):
+        name = _WAVE_OTHER.get(tag, "unknown")
+        raise ValueError(
+            f"WAVE format 0x{tag:04x} ({name}) is not supported: convert it to PCM "
+            "(8, 16, 24 or 32 bits) or float"
+        )
+    dtypes = {_WAVE_PCM: {8: "u1", 16: "<i2", 24: None, 32: "<i4"},
+              _WAVE_FLOAT: {32: "<f4", 64: "<f8"}}[tag]
+    if bits not in dtypes:
+        raise ValueError(
+            f"{bits}-bit {'PCM' if tag == _WAVE_PCM else 'float'} is not supported "
+            f"(sizes read: {sorted(dtypes)} bits)"
+        )
+    if channels < 1 or rate < 1 or align != channels * bits // 8:
+        raise ValueError(
+            f"the header is inconsistent: channels={channels}, sample rate={rate}, "
+            f"block align={align} for {bits}-bit samples"
+        )
+    if len(payload) % align:
+        raise ValueError(
+            f"the data chunk ({len(payload)} bytes) is not a whole number of "
+            f"{align}-byte frames (truncated?)"
+        )
+    if not payload:
+        raise ValueError("the data chunk is empty: no samples")
+    if bits == 24:
+        # Three bytes per sample: placed in the top of an int32, then shifted
+        # back down, which sign-extends them.
+        raw = np.frombuffer(payload, np.uint8).reshape(-1, 3)
+        wide = np.zeros((len(raw), 4), np.uint8)
+        wide[:, 1:] = raw
+        values = wide.view("<i4")[:, 0] >> 8
+    else:
+        values = np.frombuffer(payload, dtypes[bits])
+    if tag == _WAVE_FLOAT:
+        values = values.astype(np.float32)
+    elif bits == 8:
+        values = (values.astype(np.float32) - 128.0) / 128.0
+    else:
+        values = values.astype(np.float32) / float(2 ** (bits - 1))
+    return values.reshape(-1, channels), rate
+
+
+def _flac_streaminfo(data):
+    """`(rate, channels, bits, frames)` from a FLAC file's STREAMINFO block
+    (`frames` is 0 where the encoder did not know the length).
+
+    Raises:
+        ValueError: saying what is wrong (the caller adds the path).
+    """
+    offset = 0
+    if data[:3] == b"ID3" and len(data) >= 10:  # an ID3v2 tag before the stream
+        offset = 10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(data[6:10]))
+        offset += 10 if data[5] & 0x10 else 0
+    if data[offset:offset + 4] != b"fLaC":
+        raise ValueError(
+            f"not a FLAC file: it starts with {data[offset:offset + 12]!r}, not b'fLaC' "
+            f"({len(data)} bytes in all)"
+        )
+    header = data[offset + 4:offset + 8]
+    info = data[offset + 8:offset + 8 + 34]
+    if len(header) < 4 or len(info) < 34:
+        raise ValueError(f"truncated header: the file ends inside STREAMINFO ({len(data)} bytes)")
+    if header[0] & 0x7F != 0 or int.from_bytes(header[1:4], "big") < 34:
+        raise ValueError("the first metadata block is not a STREAMINFO block")
+    rate = int.from_bytes(info[10:13], "big") >> 4
+    channels = ((info[12] >> 1) & 0x7) + 1
+    bits = (((info[12] & 0x1) << 4) | (info[13] >> 4)) + 1
+    frames = ((info[13] & 0x0F) << 32) | int.from_bytes(info[14:18], "big")
+    if rate == 0:
+        raise ValueError("STREAMINFO gives a sample rate of 0 Hz")
+    return rate, channels, bits, frames
+
+
 class AudioFeatures:
     """Decoding and log-mel features of speech, with tensorflow-io.
 
     `decode(path)` reads a WAV or FLAC file as mono float32 in [-1, 1] at
-    `sample_rate` (resampling with `tfio.audio.resample` when the file's rate
-    differs). `log_mel(audio)` computes `tfio.audio.spectrogram` ->
+    `sample_rate`: the rate and channel count come from the file's header,
+    several channels are mixed down to one (their mean), and a file at
+    another rate is resampled with `tfio.audio.resample` (a warning says so
+    once per source rate). `log_mel(audio)` computes `tfio.audio.spectrogram` ->
     `melscale` -> `dbscale`, shape `(frames, num_mel_bins)`, then (with
     `normalize`) standardises each mel bin over the utterance (cepstral
     mean and variance normalisation, which removes much of the speaker and
@@ -98,6 +305,7 @@ class AudioFeatures:
             raise ValueError(f"`normalize` must be True or False. Received: normalize={normalize!r}")
         self.normalize = normalize
         self._log_mel = None
+        self._resampled = set()  # source rates already announced
 
     def get_config(self):
         return {
@@ -118,9 +326,16 @@ class AudioFeatures:
     def decode(self, path):
         """Mono float32 samples of a WAV/FLAC file at `sample_rate`.
 
+        WAV: 8-bit (unsigned), 16, 24 and 32-bit integer PCM and 32/64-bit
+        float, with the `fmt ` and `data` chunks anywhere among others.
+        FLAC: 16-bit. Rate and channels are read from the header (WAV's
+        `fmt ` chunk, FLAC's STREAMINFO); channels are averaged into one.
+
         Raises:
-            ValueError: naming the path, if the file is missing, has another
-                suffix, or cannot be decoded.
+            FileNotFoundError: naming the path, if there is no such file.
+            ValueError: naming the path and what is wrong, for another
+                suffix, a header that is wrong or truncated, data cut short,
+                or an encoding that is not read.
         """
         tfio = require_tfio()
         path = os.fspath(path)
@@ -130,41 +345,67 @@ class AudioFeatures:
                 f"Cannot read {path!r}: the suffix must be one of {AUDIO_SUFFIXES}."
             )
         try:
-            raw = tf.io.read_file(path)
+            with tf.io.gfile.GFile(path, "rb") as f:
+                data = f.read()
+        except tf.errors.NotFoundError:
+            raise FileNotFoundError(errno.ENOENT, "No such audio file", path) from None
+        except tf.errors.OpError as error:
+            raise ValueError(f"Cannot read {path!r}: {_op_message(error)}") from None
+        try:
             if suffix == ".wav":
-                samples = tfio.audio.decode_wav(raw, dtype=tf.int16)
-                rate = int.from_bytes(raw.numpy()[24:28], "little")
+                samples, rate = _wav_samples(data)
             else:
-                tensor = tfio.audio.AudioIOTensor(path, dtype=tf.int16)
-                samples, rate = tensor.to_tensor(), int(tensor.rate)
-        except (tf.errors.OpError, ValueError, NotImplementedError) as error:
-            message = getattr(error, "message", str(error))
-            raise ValueError(f"Cannot decode {path!r}: {message}") from None
-        audio = tf.reduce_mean(tf.cast(samples, tf.float32), axis=-1) / 32768.0
+                samples, rate = self._flac_samples(tfio, data)
+        except ValueError as error:
+            raise _DecodeError(path, str(error)) from None
+        audio = tf.constant(samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0])
         if rate != self.sample_rate:
-            audio = tfio.audio.resample(audio, rate_in=rate, rate_out=self.sample_rate)
+            audio = self._resampler(rate, path)(audio)
         return audio
+
+    @staticmethod
+    def _flac_samples(tfio, data):
+        rate, channels, bits, frames = _flac_streaminfo(data)
+        if bits != 16:
+            raise ValueError(
+                f"{bits}-bit FLAC is not supported (16-bit only): convert it, e.g. to a "
+                "16-bit FLAC or a WAV"
+            )
+        try:
+            samples = tfio.audio.decode_flac(tf.constant(data), dtype=tf.int16).numpy()
+        except tf.errors.OpError as error:
+            raise ValueError(
+                f"the FLAC decoder failed (a truncated or corrupt stream?): {_op_message(error)}"
+            ) from None
+        if samples.ndim != 2 or samples.shape[1] != channels:
+            raise ValueError(
+                f"the decoder gave shape {samples.shape} for {channels} channel(s)"
+            )
+        if frames and len(samples) < frames:
+            raise ValueError(
+                f"truncated: STREAMINFO gives {frames} samples, {len(samples)} decode"
+            )
+        return samples.astype(np.float32) / 32768.0, rate
+
+    def _resampler(self, rate, path):
+        """The function resampling from `rate` to `sample_rate`; the first
+        time for `rate`, a warning that names `path`."""
+        if rate not in self._resampled:
+            self._resampled.add(rate)
+            warnings.warn(
+                f"Resampling {path!r} from {rate} Hz to sample_rate={self.sample_rate} Hz; "
+                f"other {rate} Hz files are resampled too, without a further warning. "
+                f"Pass AudioFeatures(sample_rate={rate}) to keep their rate.",
+                stacklevel=3,
+            )
+        return _traced(("resample", rate, self.sample_rate), _resample_function)
 
     def log_mel(self, audio):
         """Log-mel features `(frames, num_mel_bins)` of a 1-D waveform."""
         if self._log_mel is None:
-            tfio = require_tfio()
-            nfft = 1 << (self.window - 1).bit_length()
-
-            @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
-            def compute(wave):
-                spectrum = tfio.audio.spectrogram(wave, nfft=nfft, window=self.window,
-                                                  stride=self.stride)
-                mel = tfio.audio.melscale(spectrum, rate=self.sample_rate,
-                                          mels=self.num_mel_bins, fmin=20,
-                                          fmax=self.sample_rate // 2)
-                mel = tfio.audio.dbscale(mel, top_db=self.top_db)
-                if self.normalize:
-                    mean, variance = tf.nn.moments(mel, axes=[0], keepdims=True)
-                    mel = (mel - mean) / tf.sqrt(variance + 1e-3)
-                return mel
-
-            self._log_mel = compute
+            settings = (self.sample_rate, self.num_mel_bins, self.window, self.stride,
+                        self.top_db, self.normalize)
+            self._log_mel = _traced(("log_mel",) + settings, _log_mel_function)
         return self._log_mel(tf.cast(audio, tf.float32))
 
     def extract(self, waves, verbose=True):
@@ -237,8 +478,12 @@ def load_features(source, features=None, on_error="raise"):
     Args:
         source: See `read_manifest`.
         features: An `AudioFeatures`. Defaults to `AudioFeatures()`.
-        on_error: `"raise"` (a file that cannot be decoded fails with its
-            path) or `"skip"` (it is left out and counted in a warning).
+        on_error: `"raise"` (a missing file raises `FileNotFoundError`, one
+            that cannot be decoded `ValueError`, each naming the path) or
+            `"skip"` (such files are left out, and one warning lists them
+            with their reasons, missing files apart; beyond
+            `SKIPPED_LISTED` files it names the first and a file that lists
+            them all).
 
     Returns:
         `(feature_list, transcripts, paths)` for the files decoded.
@@ -247,24 +492,50 @@ def load_features(source, features=None, on_error="raise"):
         raise ValueError(f"`on_error` must be 'raise' or 'skip'. Received: on_error={on_error!r}")
     features = features or AudioFeatures()
     paths, transcripts = read_manifest(source)
-    out, kept_transcripts, kept_paths, skipped = [], [], [], []
+    out, kept_transcripts, kept_paths, missing, failed = [], [], [], [], []
     for path, transcript in zip(paths, transcripts):
         try:
             out.append(features.log_mel(features.decode(path)).numpy())
-        except ValueError:
+        except FileNotFoundError:
             if on_error == "raise":
                 raise
-            skipped.append(path)
+            missing.append(path)
+            continue
+        except (ValueError, OSError) as error:
+            if on_error == "raise":
+                raise
+            failed.append((path, getattr(error, "reason", None) or str(error)))
             continue
         kept_transcripts.append(transcript)
         kept_paths.append(path)
-    if skipped:
-        warnings.warn(
-            f"Skipped {len(skipped)} of {len(paths)} files that could not be decoded, "
-            f"e.g. {skipped[0]!r}.",
-            stacklevel=2,
-        )
+    if missing or failed:
+        warnings.warn(_skipped_message(len(paths), missing, failed), stacklevel=2)
     return out, kept_transcripts, kept_paths
+
+
+def _skipped_message(total, missing, failed):
+    """The warning of `load_features(on_error="skip")`."""
+    lines = [
+        f"Skipped {len(missing) + len(failed)} of {total} files: {len(missing)} missing, "
+        f"{len(failed)} that could not be decoded."
+    ]
+    many = len(missing) + len(failed) > SKIPPED_LISTED
+    shown = SKIPPED_LISTED // 2 if many else SKIPPED_LISTED
+    for title, rows in (("Missing:", [(p, None) for p in missing]),
+                        ("Could not be decoded:", failed)):
+        if rows:
+            lines.append(title)
+            lines += [f"  {p!r}" + (f": {why}" if why else "") for p, why in rows[:shown]]
+            if len(rows) > shown:
+                lines.append(f"  ... and {len(rows) - shown} more")
+    if many:
+        handle, listing = tempfile.mkstemp(prefix="tfgp_skipped_", suffix=".tsv")
+        with os.fdopen(handle, "w") as f:
+            f.write("path\tproblem\n")
+            f.writelines(f"{p}\tmissing\n" for p in missing)
+            f.writelines(f"{p}\t{' '.join(why.split())}\n" for p, why in failed)
+        lines.append(f"All {len(missing) + len(failed)} are listed in {listing}")
+    return "\n".join(lines)
 
 
 def feature_dataset(feature_list, labels, batch_size=32, bucket_boundaries=None,

@@ -65,6 +65,9 @@ class ExportReport:
         size_bytes: Size of the exported file.
         dense_size_bytes: Size of the same model exported without sparse
             encoding (same quantization).
+        sparse_tensors: Number of stored tensors encoded sparse. With none,
+            the file is the dense export (up to metadata), and the report
+            leaves out the comparison with it.
         errors: Dict delegate -> max relative error against Keras (or the
             load error's text).
         delegate: The recommended interpreter delegate: of the settings
@@ -123,8 +126,13 @@ class ExportReport:
                 "",
                 f"file: {self.path} ({self.quantization})",
                 f"other constants: {self.other_constants_bytes:,} bytes",
-                f"size: {self.size_bytes:,} bytes; dense export "
-                f"{self.dense_size_bytes:,} bytes ({self.size_ratio:.2f}x)",
+                (
+                    f"size: {self.size_bytes:,} bytes; dense export "
+                    f"{self.dense_size_bytes:,} bytes ({self.size_ratio:.2f}x)"
+                    if self.sparse_tensors
+                    else f"size: {self.size_bytes:,} bytes (no tensor is stored sparse: "
+                    "this is the dense export)"
+                ),
                 f"max error against Keras: {errors}",
                 f"recommended interpreter: delegate={self.delegate!r}"
                 + (
@@ -563,6 +571,7 @@ def export_tflite(
         tensors=tensors,
         size_bytes=len(data),
         dense_size_bytes=len(dense_data),
+        sparse_tensors=sum(t.format == "sparse" for t in stored),
         errors=errors,
         tolerance=tolerance,
         max_error=errors[delegate],

@@ -23,7 +23,11 @@ PrunableWeight = collections.namedtuple(
 PrunableWeight.__doc__ = """One prunable weight matrix.
 
 Attributes:
-    name: String. The variable's path, e.g. `model/lstm/lstm_cell/kernel`.
+    name: String. Where the matrix sits: the names of the layers that hold
+        it, outermost first, and the variable's name, e.g.
+        `bidirectional/forward_gru/gru_cell/kernel` (a `Sequential` model's
+        own name leads, as in Keras' `variable.path`). It stays the same
+        when the model is saved and reloaded, which `variable.path` does not.
     variable: The `keras.Variable`.
     kind: One of `KINDS`.
     layer: The layer (or cell) that owns it.
@@ -52,6 +56,24 @@ def _walk(layer, ancestors=()):
         yield from _walk(sub, ancestors + (layer,))
 
 
+def _weight_name(variable, layer, ancestors):
+    """The stable name of `variable`, owned by `layer` below `ancestors`.
+
+    Built from layer names, not from `variable.path`: the path records the
+    name scopes open when the variable was created, and `.keras` loading
+    builds the layers inside `Bidirectional` and other wrappers (and those
+    of a `Sequential`) outside their parent's scope, so a reloaded model's
+    paths lose those prefixes.
+    """
+    chain = ancestors + (layer,)
+    root = chain[0]
+    # A functional model builds its layers before it exists, so Keras leaves
+    # its name out of their paths; a Sequential builds them in its own scope.
+    if isinstance(root, keras.Model) and not isinstance(root, keras.Sequential):
+        chain = chain[1:]
+    return "/".join([item.name for item in chain] + [variable.name])
+
+
 def _own_matrices(layer):
     """`(kind, variable)` for the prunable matrices `layer` itself owns."""
     if hasattr(layer, "recurrent_kernel") and hasattr(layer, "kernel"):
@@ -62,7 +84,11 @@ def _own_matrices(layer):
         return [("dense", layer.kernel)]
     if isinstance(layer, _CONV_LAYERS):
         return [("conv", layer.kernel)]
-    if isinstance(layer, keras.layers.Embedding):
+    if isinstance(layer, keras.layers.Embedding) or isinstance(
+        getattr(layer, "embeddings", None), keras.Variable
+    ):
+        # Also other layers that own an `embeddings` matrix, such as
+        # `models.TiedEmbedding` (the embedding that is the output layer too).
         return [("embedding", layer.embeddings)]
     return []
 
@@ -160,7 +186,9 @@ def find_prunable_weights(model, weights=None, layers=None):
             if kind in kinds and id(variable) not in seen:
                 seen.add(id(variable))
                 selected.append(
-                    PrunableWeight(variable.path, variable, kind, layer)
+                    PrunableWeight(
+                        _weight_name(variable, layer, ancestors), variable, kind, layer
+                    )
                 )
     if not selected:
         raise ValueError(

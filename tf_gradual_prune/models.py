@@ -7,6 +7,11 @@ plus the CTC blank (the last class). `CTCModel` trains it with
 `tf.nn.ctc_loss`; `greedy_decode`, `edit_distance` and `error_rate` turn its
 outputs into character or word error rates; `Alphabet` maps transcripts to
 label sequences and back; `ErrorRates` reports CER and WER during `fit`.
+
+The Keras objects here (`CTCModel`, `TiedEmbedding`, `Perplexity`) are
+registered as serialisable, so `keras.saving.load_model` restores a saved
+model of this package without `custom_objects` once `tf_gradual_prune` is
+imported.
 """
 
 import keras
@@ -27,7 +32,8 @@ def speech_model(num_features, vocabulary_size, rnn="gru", units=128, layers=2,
         layers: Integer >= 1, bidirectional layers.
         conv_filters, conv_kernel, conv_stride: The front end. A stride of
             3 with batch normalisation leaves CTC's all-blank plateau
-            quickly (measured: stride 2 without it stalled).
+            quickly (measured: stride 2 without it stalled). The stride is
+            also the model's `conv_stride`, saved with it.
         regularizer: Optional Keras regularizer (e.g.
             `keras.regularizers.L1(1e-5)`) on the recurrent layers' input and
             recurrent kernels; `CTCModel` adds it to the CTC loss.
@@ -38,7 +44,8 @@ def speech_model(num_features, vocabulary_size, rnn="gru", units=128, layers=2,
     if rnn not in ("gru", "lstm"):
         raise ValueError(f"`rnn` must be 'gru' or 'lstm'. Received: rnn={rnn!r}")
     for arg, value in (("num_features", num_features), ("vocabulary_size", vocabulary_size),
-                       ("units", units), ("layers", layers)):
+                       ("units", units), ("layers", layers), ("conv_filters", conv_filters),
+                       ("conv_kernel", conv_kernel), ("conv_stride", conv_stride)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"`{arg}` must be an integer >= 1. Received: {arg}={value!r}")
     layer = {"gru": keras.layers.GRU, "lstm": keras.layers.LSTM}[rnn]
@@ -51,23 +58,53 @@ def speech_model(num_features, vocabulary_size, rnn="gru", units=128, layers=2,
                                              kernel_regularizer=regularizer,
                                              recurrent_regularizer=regularizer))(x)
     outputs = keras.layers.Dense(vocabulary_size + 1, name="logits")(x)
-    model = CTCModel(inputs, outputs, name=name)
-    model.conv_stride = conv_stride
-    return model
+    return CTCModel(inputs, outputs, name=name, conv_stride=conv_stride)
 
 
+@keras.saving.register_keras_serializable(package="tf_gradual_prune")
 class CTCModel(keras.Model):
     """A functional model trained with CTC loss on padded label batches.
 
     Labels are padded with -1; feature frames with zeros (a frame of all
     zeros counts as padding when computing the input lengths).
+
+    Args:
+        *args, **kwargs: Those of a functional `keras.Model` (`inputs`,
+            `outputs`, `name`).
+        conv_stride: Integer >= 1. How many input frames make one output
+            frame (the stride of the front end): the valid frames of the
+            logits, for the loss and for `decode`, are the input's divided
+            by it, rounded up. Part of the config, so a reloaded model
+            decodes as the saved one did. Defaults to `1`.
+
+    Raises:
+        ValueError: for a `conv_stride` that is not an integer >= 1.
+
+    Example:
+
+    ```python
+    inputs = keras.Input((None, 40))
+    x = keras.layers.Conv1D(64, 7, strides=3, padding="same")(inputs)
+    outputs = keras.layers.Dense(11)(keras.layers.GRU(64, return_sequences=True)(x))
+    model = CTCModel(inputs, outputs, conv_stride=3)
+    model.compile(optimizer="adam")
+    ```
     """
 
-    conv_stride = 1
-
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, conv_stride=1, **kwargs):
+        if (isinstance(conv_stride, bool) or not isinstance(conv_stride, (int, np.integer))
+                or conv_stride < 1):
+            raise ValueError(
+                f"`conv_stride` must be an integer >= 1. Received: conv_stride={conv_stride!r}"
+            )
         super().__init__(*args, **kwargs)
+        self.conv_stride = int(conv_stride)
         self.loss_tracker = keras.metrics.Mean(name="loss")
+
+    def get_config(self):
+        # The functional config (layers and their connections) plus ours;
+        # `keras.Model.from_config` passes the extra key to `__init__`.
+        return {**super().get_config(), "conv_stride": self.conv_stride}
 
     @property
     def metrics(self):
@@ -308,6 +345,7 @@ class ErrorRates(keras.callbacks.Callback):
 # --- Word-level language model ---------------------------------------------
 
 
+@keras.saving.register_keras_serializable(package="tf_gradual_prune")
 class Perplexity(keras.metrics.Metric):
     """Perplexity: exp of the mean cross-entropy per predicted token.
 
@@ -353,21 +391,69 @@ class Perplexity(keras.metrics.Metric):
         return {**super().get_config(), "from_logits": self.from_logits}
 
 
-class TiedOutput(keras.layers.Layer):
-    """Output logits `x @ E^T + b` that share the matrix `E` of an
-    `Embedding` (Press & Wolf 2017; Inan et al. 2017). In-memory only: a
-    model with it cannot be saved to `.keras`."""
+@keras.saving.register_keras_serializable(package="tf_gradual_prune")
+class TiedEmbedding(keras.layers.Layer):
+    """An embedding that is also the output layer (weight tying).
 
-    def __init__(self, embedding, **kwargs):
+    Called on word ids it embeds them, `E[ids]`; called with `logits=True`
+    on vectors `x` (of `output_dim`) it gives the logits over the
+    vocabulary, `x @ E^T + b` (Press & Wolf 2017; Inan et al. 2017). Both
+    uses read the one matrix `E`, which is saved once and still shared after
+    `keras.saving.load_model`. Pruning selects `E` as an `"embedding"`
+    weight.
+
+    Args:
+        input_dim: Integer >= 1. Vocabulary size.
+        output_dim: Integer >= 1. Embedding size.
+        embeddings_initializer: Initializer of `E`. Defaults to
+            `"uniform"` (as `keras.layers.Embedding`).
+        **kwargs: Those of `keras.layers.Layer` (`name`, `dtype`).
+
+    Raises:
+        ValueError: for sizes that are not integers >= 1.
+
+    Example:
+
+    ```python
+    tied = TiedEmbedding(10000, 200)
+    words = keras.Input((35,), dtype="int32")
+    x = keras.layers.LSTM(200, return_sequences=True)(tied(words))
+    model = keras.Model(words, tied(x, logits=True))
+    ```
+    """
+
+    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", **kwargs):
         super().__init__(**kwargs)
-        self.embedding = embedding
+        for arg, value in (("input_dim", input_dim), ("output_dim", output_dim)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"`{arg}` must be an integer >= 1. Received: {arg}={value!r}")
+        self.input_dim, self.output_dim = int(input_dim), int(output_dim)
+        self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
 
-    def build(self, input_shape):
-        self.bias = self.add_weight(shape=(self.embedding.input_dim,), initializer="zeros",
-                                    name="bias")
+    def build(self, input_shape=None):
+        self.embeddings = self.add_weight(
+            shape=(self.input_dim, self.output_dim), initializer=self.embeddings_initializer,
+            name="embeddings",
+        )
+        self.bias = self.add_weight(shape=(self.input_dim,), initializer="zeros", name="bias")
 
-    def call(self, inputs):
-        return keras.ops.matmul(inputs, keras.ops.transpose(self.embedding.embeddings)) + self.bias
+    def call(self, inputs, logits=False):
+        if logits:
+            return keras.ops.matmul(inputs, keras.ops.transpose(self.embeddings)) + self.bias
+        if inputs.dtype not in ("int32", "int64"):
+            inputs = keras.ops.cast(inputs, "int32")
+        return keras.ops.take(self.embeddings, inputs, axis=0)
+
+    def compute_output_spec(self, inputs, logits=False):
+        size = self.input_dim if logits else self.output_dim
+        shape = tuple(inputs.shape[:-1] if logits else inputs.shape) + (size,)
+        return keras.KerasTensor(shape, dtype=self.compute_dtype)
+
+    def get_config(self):
+        return {
+            **super().get_config(), "input_dim": self.input_dim, "output_dim": self.output_dim,
+            "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
+        }
 
 
 def language_model(vocabulary_size, units=200, layers=2, dropout=0.0, tie_weights=False,
@@ -385,7 +471,7 @@ def language_model(vocabulary_size, units=200, layers=2, dropout=0.0, tie_weight
         layers: Integer >= 1.
         dropout: Float in [0, 1).
         tie_weights: Boolean. Share the embedding matrix with the output
-            layer (`TiedOutput`).
+            layer: one `TiedEmbedding` layer embeds and gives the logits.
         batch_size, steps: Integers or `None`. A stateful model needs both
             (its state is kept per batch row).
         stateful: Boolean. Carry the LSTM state from one batch to the next,
@@ -408,7 +494,10 @@ def language_model(vocabulary_size, units=200, layers=2, dropout=0.0, tie_weight
             f"batch_size={batch_size!r}, steps={steps!r}"
         )
     inputs = keras.Input(batch_shape=(batch_size, steps), dtype="int32", name="words")
-    embedding = keras.layers.Embedding(vocabulary_size, units, name="embedding")
+    if tie_weights:
+        embedding = TiedEmbedding(vocabulary_size, units, name="embedding")
+    else:
+        embedding = keras.layers.Embedding(vocabulary_size, units, name="embedding")
     x = embedding(inputs)
     for i in range(layers):
         if dropout:
@@ -418,7 +507,7 @@ def language_model(vocabulary_size, units=200, layers=2, dropout=0.0, tie_weight
     if dropout:
         x = keras.layers.Dropout(dropout)(x)
     if tie_weights:
-        outputs = TiedOutput(embedding, name="logits")(x)
+        outputs = embedding(x, logits=True)
     else:
         outputs = keras.layers.Dense(vocabulary_size, name="logits")(x)
     return keras.Model(inputs, outputs, name=name)
