@@ -111,6 +111,7 @@ def run_one(task, units, method, target, seed, args, rounds=3, l1=1e-4):
         "steps": epochs * steps, "train_seconds": seconds,
         "loss": float(history.history["loss"][-1]),
         "schedule": None if schedule is None else repr(schedule),
+        **({"recipe": common.default_recipe()} if method == "default" else {}),
     }
 
 

@@ -77,12 +77,23 @@ def save_results(prefix, command, settings, rows, markdown):
     files.write_atomic(prefix + ".md", markdown + "\n")
 
 
+def default_recipe():
+    """What the library's default (`for_training` with nothing else set)
+    means today; saved with every `"default"` row (its `"recipe"`), so that
+    `--resume` retrains those rows once the default changes."""
+    from tf_gradual_prune import schedules
+
+    return {"timing": list(schedules.DEFAULT_TIMING), "updates": schedules.DEFAULT_UPDATES,
+            "calibration": schedules.DEFAULT_CALIBRATION}
+
+
 def finished_rows(path, settings, same_run, key=lambda row: row["name"]):
     """Rows saved at `path` by an earlier run, for `--resume`.
 
     Returns `{key(row): row}` when every setting named in `same_run` (the
     ones that change what a row measures) equals `settings`' value, else
-    `{}` (and says why).
+    `{}` (and says why). Rows of the `"default"` method trained with another
+    `default_recipe()` are left out (and named).
     """
     if not os.path.exists(path):
         return {}
@@ -93,7 +104,13 @@ def finished_rows(path, settings, same_run, key=lambda row: row["name"]):
         print(f"not resuming from {path}: it was run with other {', '.join(changed)}",
               flush=True)
         return {}
-    return {key(row): row for row in earlier["rows"]}
+    recipe = default_recipe()
+    stale = [row for row in earlier["rows"]
+             if row.get("method") == "default" and row.get("recipe") != recipe]
+    for row in stale:
+        print(f"not reusing {row['name']!r} (seed {row.get('seed')}) from {path}: it was "
+              f"trained with another default recipe ({row.get('recipe')})", flush=True)
+    return {key(row): row for row in earlier["rows"] if not any(row is r for r in stale)}
 
 
 def in_subprocess(module, function, *args):

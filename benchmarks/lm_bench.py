@@ -135,6 +135,7 @@ def run_one(corpus_batches, vocabulary, units, epochs, method, target, seed, arg
         "parameters": int(model.count_params()),
         "tflite_bytes": export_size(model, vocabulary, units, args.steps),
         "steps": epochs * steps, "train_seconds": seconds,
+        **({"recipe": common.default_recipe()} if method == "default" else {}),
     }
 
 

@@ -287,6 +287,8 @@ def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, 
     }
     if schedule is not None:
         row["schedule"] = repr(schedule)
+    if method == "default":
+        row["recipe"] = common.default_recipe()
     if trace:
         names = [item.name for _, items in callbacks[0].groups for item in items] if (
             schedule is not None) else []

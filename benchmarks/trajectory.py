@@ -14,11 +14,11 @@ records the loss of every optimizer step, every matrix's sparsity after each
 mask update, and the validation CER at every epoch end. Variants: the
 paper's rule (its timing, "track" calibration, as in the comparison), AGP
 (tfmot's `PolynomialDecay` through our callback), the paper's timing with
-"spread" calibration, a later timing (begin 20%, ramp 40%, end 70%) with
-"track", the same with "spread" and with "geometric" (the late timing with
-20 updates is what `for_training(...)` gives at this budget), and
-"geometric" placed elsewhere in the budget: everything earlier (10/30/60%)
-or a later begin (30/45/70%). `--held-out` scores another validation
+"spread" calibration, a later timing (begin 20%, ramp 40%, end 70%: the
+library's first default) with "track", the same with "spread" and with
+"geometric", and "geometric" placed elsewhere in the budget: everything
+earlier (10/30/60%) or a later begin (30/45/70%; with 20 updates this is
+what `for_training(...)` gives at this budget since it won here). `--held-out` scores another validation
 speaker (any but the test split's). Rows are saved as they finish;
 `--resume` reuses them.
 
@@ -45,8 +45,9 @@ LATE = (0.2, 0.4, 0.7)
 EARLY = (0.1, 0.3, 0.6)
 LATE_BEGIN = (0.3, 0.45, 0.7)
 #: `(name, run_one keywords)`, in run order within a seed. "late" is the
-#: timing of `for_training` with its frequency at this budget (10 steps:
-#: 20 updates); the paper's-timing variants update every `--frequency`.
+#: library's first default timing, "late begin" today's `DEFAULT_TIMING`
+#: (each with `for_training`'s frequency at this budget: 20 updates); the
+#: paper's-timing variants update every `--frequency`.
 VARIANTS = [
     ("dense", {"method": "dense"}),
     ("paper's rule", {"method": "ramped"}),

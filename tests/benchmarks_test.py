@@ -182,6 +182,24 @@ def test_command_line_quotes_arguments_and_drops_run_control():
     assert command == "python benchmarks/rerun.py --rows 'ramped 90%' 'dense GRU(64)' --seed 1"
 
 
+def test_resume_retrains_default_rows_of_another_recipe(tmp_path, capsys):
+    import common
+
+    recipe = common.default_recipe()
+    rows = [{"name": "dense", "method": "dense", "seed": 0},
+            {"name": "default 90%", "method": "default", "seed": 0, "recipe": recipe},
+            {"name": "default 80%", "method": "default", "seed": 0,
+             "recipe": dict(recipe, timing=[0.2, 0.4, 0.7])},
+            {"name": "default 95%", "method": "default", "seed": 0}]
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"settings": {"epochs": 10}, "rows": rows}))
+    kept = common.finished_rows(str(path), {"epochs": 10}, ("epochs",))
+    assert sorted(kept) == ["default 90%", "dense"]
+    out = capsys.readouterr().out
+    assert "'default 80%'" in out and "'default 95%'" in out and "0.2, 0.4, 0.7" in out
+    assert common.finished_rows(str(path), {"epochs": 5}, ("epochs",)) == {}
+
+
 def test_report_sections_show_tables_reruns_and_missing_runs(tmp_path, monkeypatch):
     import report
 
@@ -277,20 +295,26 @@ def test_trajectory_diagnosis_of_a_known_row():
 
 
 def test_trajectory_variants_and_default_share_one_schedule():
-    # The "late timing, spread/geometric/track" variants use for_training's
-    # timing and frequency at the sweep's budget (10 epochs of 40 steps).
+    # The "late begin, geometric" variant is for_training's default at the
+    # sweep's budget (10 epochs of 40 steps); the "late timing" ones differ
+    # from it only in their begin and ramp (the first default's timing).
     import trajectory
 
     import tf_gradual_prune as tgp
 
     default = tgp.RampedThresholdSchedule.for_training(10, 40, target_sparsity=0.9)
-    for name, keywords in trajectory.VARIANTS:
-        if name.startswith("late timing"):
-            ours = speech_bench.pruning_schedule(
-                "ramped", 10, 40, 0.9, keywords["frequency"], timing=keywords["timing"],
-                calibration=keywords["calibration"])
-            assert ours.get_config() == dict(default.get_config(),
-                                             calibration=keywords["calibration"]), name
+    variants = dict(trajectory.VARIANTS)
+    keywords = variants["late begin, geometric"]
+    ours = speech_bench.pruning_schedule(
+        "ramped", 10, 40, 0.9, keywords["frequency"], timing=keywords["timing"],
+        calibration=keywords["calibration"])
+    assert ours.get_config() == dict(default.get_config(), calibration="geometric")
+    late = variants["late timing, geometric"]
+    first = speech_bench.pruning_schedule(
+        "ramped", 10, 40, 0.9, late["frequency"], timing=late["timing"],
+        calibration=late["calibration"]).get_config()
+    assert (first["begin_step"], first["ramp_step"], first["end_step"]) == (80, 160, 280)
+    assert first["end_step"] == default.end_step
 
 
 def test_compare_gives_prune_and_retrain_the_budget_when_asked(capsys, monkeypatch):

@@ -186,11 +186,11 @@ def test_for_training_default_timing_and_frequency():
     schedule = RampedThresholdSchedule.for_training(
         epochs=10, steps_per_epoch=40, target_sparsity=0.8
     )
-    assert (schedule.begin_step, schedule.ramp_step, schedule.end_step) == (80, 160, 280)
-    assert schedule.frequency == 200 // 20
+    assert (schedule.begin_step, schedule.ramp_step, schedule.end_step) == (120, 180, 280)
+    assert schedule.frequency == 160 // 20
     assert schedule.calibration_mode == "geometric"
     updates = [t for t in range(400) if schedule.is_update_step(t)]
-    assert len(updates) == 19  # 90, 100, ..., 270
+    assert len(updates) == 19  # 128, 136, ..., 272
     # A long run keeps the paper's spacing and so gets more updates.
     assert RampedThresholdSchedule.for_training(50, 1000).frequency == 100
     # Explicit settings still win.
@@ -210,7 +210,7 @@ def test_for_training_runs_on_short_trainings():
         RampedThresholdSchedule.for_training(1, 3)
     with pytest.raises(ValueError, match="epochs=3, steps_per_epoch=10.*for_training"):
         RampedThresholdSchedule.paper(epochs=3, steps_per_epoch=10)
-    with pytest.raises(ValueError, match="frequency=50.*Use frequency <= 7"):
+    with pytest.raises(ValueError, match="frequency=50.*Use frequency <= 6"):
         RampedThresholdSchedule.for_training(3, 10, frequency=50)
     with pytest.raises(ValueError, match="epochs=0"):
         RampedThresholdSchedule.for_training(0, 10)
