@@ -26,6 +26,10 @@ from tf_gradual_prune import files  # noqa: E402
 SECTIONS = [
     ("trajectory", "Diagnosis: what each mask update cuts, and what the loss does "
                    "(speech task, validation split)"),
+    ("trajectory_jackson", "Diagnosis, second validation speaker (jackson): where the "
+                           "geometric ramp sits"),
+    ("trajectory_george", "Diagnosis, third validation speaker (george): where the "
+                          "geometric ramp sits"),
     ("speech", "Speech: FSDD digit strings, held-out speaker (CTC, CER)"),
     ("compare", "Pruning methods side by side (speech task)"),
     ("compare_1000", "Pruning methods side by side at a 1,000-step budget (speech task)"),
