@@ -185,8 +185,10 @@ def seeded_start(task, units, seed, regularizer=None):
 
     keras.utils.set_random_seed(seed)
     train, steps = task.train_dataset(seed)
+    # The first version of the model (no padding mask): every saved row was
+    # measured on it, so a resumed run must build it too.
     model = models.speech_model(task.x[0].shape[1], len(task.alphabet), units=units,
-                                regularizer=regularizer)
+                                regularizer=regularizer, mask_padding=False)
     return train, steps, model
 
 

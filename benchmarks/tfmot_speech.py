@@ -4,7 +4,8 @@
 (`common.in_subprocess("tfmot_speech", "run", ...)`): tfmot needs tf_keras,
 which must be chosen before TensorFlow is imported.
 
-The twin has the architecture of `models.speech_model` layer for layer.
+The twin has the architecture of `models.speech_model(mask_padding=False)`
+layer for layer (the benchmarks' model).
 tfmot cannot wrap `Bidirectional`, so the twin's bidirectional layers are a
 `Bidirectional` subclass that is a `tfmot.sparsity.keras.PrunableLayer`
 naming the same weights our callback prunes: the input and recurrent
@@ -26,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def twin(num_features, classes, units, schedule, layers=2, conv_filters=128, conv_kernel=7,
          conv_stride=3):
-    """The tf_keras twin of `speech_model(rnn="gru")`, its GRU layers pruned by
+    """The tf_keras twin of `speech_model(rnn="gru", mask_padding=False)`, its GRU layers pruned by
     tfmot's `prune_low_magnitude` with `schedule`."""
     import tensorflow as tf
     import tensorflow_model_optimization as tfmot

@@ -76,6 +76,56 @@ def test_speech_model_bad_arguments():
         models.speech_model(40, 10, conv_stride=0)
     with pytest.raises(ValueError, match="conv_stride=1.5"):
         models.CTCModel(keras.Input((None, 4)), keras.Input((None, 4)), conv_stride=1.5)
+    with pytest.raises(ValueError, match="mask_padding='yes'"):
+        models.speech_model(40, 10, mask_padding="yes")
+    with pytest.raises(ValueError, match="stride=0"):
+        models.PaddingMask(0)
+
+
+def padded(utterances, frames):
+    """The utterances in one zero-padded batch of `frames` frames."""
+    batch = np.zeros((len(utterances), frames, utterances[0].shape[-1]), "float32")
+    for i, u in enumerate(utterances):
+        batch[i, :len(u)] = u
+    return batch
+
+
+@pytest.mark.parametrize("stride, kernel", [(3, 7), (2, 4), (1, 5)])
+def test_padding_changes_nothing_with_the_mask(stride, kernel):
+    # One utterance of 40 frames, alone or beside a longer one, padded to
+    # 40-77 frames: its valid logits, and so its transcript, are the same.
+    rng = np.random.default_rng(stride)
+    short, long = rng.normal(size=(40, 8)), rng.normal(size=(70, 8))
+    keras.utils.set_random_seed(0)
+    model = models.speech_model(8, 4, units=8, layers=2, conv_filters=8,
+                                conv_kernel=kernel, conv_stride=stride)
+    valid = -(-40 // stride)
+    alone = keras.ops.convert_to_numpy(model(padded([short], 40)))[0, :valid]
+    for batch in ([short], [short, long]):
+        for frames in (41, 42, 59, 77):
+            if frames < max(len(u) for u in batch):
+                continue
+            features = padded(batch, frames)
+            logits = keras.ops.convert_to_numpy(model(features))
+            np.testing.assert_allclose(logits[0, :valid], alone, atol=1e-5)
+            assert model.decode(features)[0] == model.decode(padded([short], 40))[0]
+    # Without the mask (the benchmarks' first model) the padding shows.
+    keras.utils.set_random_seed(0)
+    first = models.speech_model(8, 4, units=8, layers=2, conv_filters=8,
+                                conv_kernel=kernel, conv_stride=stride, mask_padding=False)
+    assert "PaddingMask" not in [type(layer).__name__ for layer in first.layers]
+    before = keras.ops.convert_to_numpy(first(padded([short], 40)))[0, :valid]
+    after = keras.ops.convert_to_numpy(first(padded([short], 77)))[0, :valid]
+    assert np.abs(before - after).max() > 1e-3
+
+
+def test_padding_mask_marks_the_valid_frames_after_the_stride():
+    features = padded([np.ones((7, 2)), np.ones((3, 2)), np.ones((1, 2))], 9)
+    frames = keras.ops.zeros((3, 3, 5))
+    mask = keras.ops.convert_to_numpy(models.PaddingMask(3)(features, frames))
+    np.testing.assert_array_equal(mask, [[1, 1, 1], [1, 0, 0], [1, 0, 0]])
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(models.valid_frames(features, 2)), [4, 2, 1])
 
 
 def test_ctc_model_config_carries_conv_stride():

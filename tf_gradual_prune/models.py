@@ -8,10 +8,10 @@ plus the CTC blank (the last class). `CTCModel` trains it with
 outputs into character or word error rates; `Alphabet` maps transcripts to
 label sequences and back; `ErrorRates` reports CER and WER during `fit`.
 
-The Keras objects here (`CTCModel`, `TiedEmbedding`, `Perplexity`) are
-registered as serialisable, so `keras.saving.load_model` restores a saved
-model of this package without `custom_objects` once `tf_gradual_prune` is
-imported.
+The Keras objects here (`CTCModel`, `PaddingMask`, `TiedEmbedding`,
+`Perplexity`) are registered as serialisable, so `keras.saving.load_model`
+restores a saved model of this package without `custom_objects` once
+`tf_gradual_prune` is imported.
 """
 
 import keras
@@ -21,7 +21,7 @@ import tensorflow as tf
 
 def speech_model(num_features, vocabulary_size, rnn="gru", units=128, layers=2,
                  conv_filters=128, conv_kernel=7, conv_stride=3, regularizer=None,
-                 name="speech"):
+                 mask_padding=True, name="speech"):
     """A DS2-style recogniser returning per-frame logits (blank is last).
 
     Args:
@@ -37,9 +37,22 @@ def speech_model(num_features, vocabulary_size, rnn="gru", units=128, layers=2,
         regularizer: Optional Keras regularizer (e.g.
             `keras.regularizers.L1(1e-5)`) on the recurrent layers' input and
             recurrent kernels; `CTCModel` adds it to the CTC loss.
+        mask_padding: Boolean. Make the answer independent of the padding
+            (the batch an utterance is evaluated in): the front end pads
+            each sequence by a fixed `(conv_kernel - 1) // 2` frames on the
+            left (`"same"` padding would shift the strided frames with the
+            padded length), and the recurrent layers skip the frames that
+            `PaddingMask` marks as padding, so the backward direction starts
+            at the utterance's last frame, not in the zeros after it.
+            `False` builds the first version of this model (`"same"`
+            padding, no mask), on which the benchmarks' saved figures were
+            measured. Defaults to `True`.
 
     Returns:
         A `CTCModel` (compile it with an optimizer only).
+
+    Raises:
+        ValueError: for an unknown `rnn` or sizes that are not integers >= 1.
     """
     if rnn not in ("gru", "lstm"):
         raise ValueError(f"`rnn` must be 'gru' or 'lstm'. Received: rnn={rnn!r}")
@@ -48,17 +61,93 @@ def speech_model(num_features, vocabulary_size, rnn="gru", units=128, layers=2,
                        ("conv_kernel", conv_kernel), ("conv_stride", conv_stride)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"`{arg}` must be an integer >= 1. Received: {arg}={value!r}")
+    if not isinstance(mask_padding, bool):
+        raise ValueError(
+            f"`mask_padding` must be True or False. Received: mask_padding={mask_padding!r}"
+        )
     layer = {"gru": keras.layers.GRU, "lstm": keras.layers.LSTM}[rnn]
     inputs = keras.Input((None, num_features), name="features")
-    x = keras.layers.Conv1D(conv_filters, conv_kernel, strides=conv_stride, padding="same")(inputs)
+    if mask_padding:
+        # A fixed left pad: output frame j always reads input frames
+        # j * stride - left ... j * stride - left + kernel - 1, and there are
+        # ceil(frames / stride) of them, as with "same" padding.
+        left = (conv_kernel - 1) // 2
+        x = keras.layers.ZeroPadding1D((left, conv_kernel - 1 - left))(inputs)
+        x = keras.layers.Conv1D(conv_filters, conv_kernel, strides=conv_stride)(x)
+    else:
+        x = keras.layers.Conv1D(conv_filters, conv_kernel, strides=conv_stride,
+                                padding="same")(inputs)
     x = keras.layers.BatchNormalization()(x)
     x = keras.layers.ReLU()(x)
+    mask = PaddingMask(conv_stride)(inputs, x) if mask_padding else None
     for _ in range(layers):
         x = keras.layers.Bidirectional(layer(units, return_sequences=True,
                                              kernel_regularizer=regularizer,
-                                             recurrent_regularizer=regularizer))(x)
+                                             recurrent_regularizer=regularizer))(x, mask=mask)
     outputs = keras.layers.Dense(vocabulary_size + 1, name="logits")(x)
     return CTCModel(inputs, outputs, name=name, conv_stride=conv_stride)
+
+
+def valid_frames(features, stride=1):
+    """How many frames of each sequence in a zero-padded batch hold data.
+
+    A frame whose features are all zero is padding. With `stride`, the
+    count after a front end of that stride: `ceil(frames / stride)`.
+
+    Args:
+        features: Tensor `(batch, frames, features)`.
+        stride: Integer >= 1.
+
+    Returns:
+        An int32 tensor `(batch,)`.
+    """
+    ops = keras.ops
+    frames = ops.sum(ops.cast(ops.any(ops.not_equal(features, 0), axis=-1), "int32"), axis=-1)
+    return (frames + stride - 1) // stride
+
+
+@keras.saving.register_keras_serializable(package="tf_gradual_prune")
+class PaddingMask(keras.layers.Layer):
+    """The mask of a front end's output frames that hold speech.
+
+    Called on the zero-padded input features and the front end's output
+    (strided by `stride`), it returns a boolean `(batch, output_frames)`
+    mask, true for the first `valid_frames(features, stride)` frames; pass
+    it as `mask=` to the recurrent layers, so that they skip the padding.
+
+    Args:
+        stride: Integer >= 1. Input frames per output frame.
+        **kwargs: Those of `keras.layers.Layer` (`name`).
+
+    Raises:
+        ValueError: for a `stride` that is not an integer >= 1.
+
+    Example:
+
+    ```python
+    inputs = keras.Input((None, 40))
+    x = keras.layers.Conv1D(64, 3, strides=3)(keras.layers.ZeroPadding1D((1, 1))(inputs))
+    mask = PaddingMask(3)(inputs, x)
+    x = keras.layers.Bidirectional(keras.layers.GRU(64, return_sequences=True))(x, mask=mask)
+    ```
+    """
+
+    def __init__(self, stride=1, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
+            raise ValueError(f"`stride` must be an integer >= 1. Received: stride={stride!r}")
+        self.stride = int(stride)
+
+    def call(self, features, frames):
+        lengths = valid_frames(features, self.stride)
+        positions = keras.ops.arange(keras.ops.shape(frames)[1])
+        return keras.ops.expand_dims(positions, 0) < keras.ops.expand_dims(lengths, 1)
+
+    def compute_output_spec(self, features, frames):
+        return keras.KerasTensor(tuple(frames.shape[:2]), dtype="bool")
+
+    def get_config(self):
+        return {**super().get_config(), "stride": self.stride}
 
 
 @keras.saving.register_keras_serializable(package="tf_gradual_prune")
@@ -112,11 +201,7 @@ class CTCModel(keras.Model):
         return [self.loss_tracker]
 
     def _lengths(self, features, logits):
-        frames = tf.reduce_sum(
-            tf.cast(tf.reduce_any(tf.not_equal(features, 0.0), axis=-1), tf.int32), axis=-1
-        )
-        stride = self.conv_stride
-        return tf.minimum((frames + stride - 1) // stride, tf.shape(logits)[1])
+        return tf.minimum(valid_frames(features, self.conv_stride), tf.shape(logits)[1])
 
     def _ctc(self, features, labels, logits):
         label_lengths = tf.reduce_sum(tf.cast(labels >= 0, tf.int32), axis=-1)
