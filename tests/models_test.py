@@ -119,6 +119,51 @@ def test_padding_changes_nothing_with_the_mask(stride, kernel):
     assert np.abs(before - after).max() > 1e-3
 
 
+def test_the_same_cer_at_every_evaluation_batch_size():
+    # Utterances of 17-61 frames evaluated one by one, in batches of 4 and
+    # 8 (length-bucketed, padded per batch) and in one batch padded to 90
+    # frames: every transcript, and so the CER, is the same.
+    import tensorflow as tf
+
+    from tf_gradual_prune import audio
+
+    rng = np.random.default_rng(4)
+    feats = [rng.normal(size=(int(n), 8)).astype("float32") for n in rng.integers(17, 62, 24)]
+    labels = [list(rng.integers(0, 4, int(n))) for n in rng.integers(1, 5, 24)]
+    alphabet = models.Alphabet("abcd")
+    keras.utils.set_random_seed(1)
+    model = models.speech_model(8, 4, units=8, layers=2, conv_filters=8)
+    results = {}
+    for batch_size in (1, 4, 8):
+        dataset = audio.feature_dataset(feats, labels, batch_size=batch_size)
+        results[batch_size] = models.transcribe(model, dataset, alphabet)
+    big = tf.data.Dataset.from_tensors((padded(feats, 90), np.array(
+        [row + [-1] * (4 - len(row)) for row in labels], "int32")))
+    results["padded to 90"] = models.transcribe(model, big, alphabet)
+    # Bucketing reorders utterances: compare transcripts by reference.
+    first = sorted(zip(results[1][1], results[1][0]))
+    for name, (hypotheses, references) in results.items():
+        assert sorted(zip(references, hypotheses)) == first, name
+        assert models.error_rate(hypotheses, references) == models.error_rate(*results[1]), name
+
+
+def test_exported_recogniser_ignores_the_padding_to_its_fixed_length(tmp_path):
+    # The .tflite file has one input length (60 frames): a 40-frame
+    # utterance padded to it gives, on its valid frames, the logits Keras
+    # gives the utterance alone.
+    from tf_gradual_prune import LiteRTRunner
+    from tf_gradual_prune import export_tflite
+
+    keras.utils.set_random_seed(2)
+    model = models.speech_model(8, 4, units=8, layers=1, conv_filters=8)
+    utterance = np.random.default_rng(2).normal(size=(40, 8)).astype("float32")
+    path = str(tmp_path / "speech.tflite")
+    export_tflite(model, path, input_shape=(60, 8), sample_inputs=padded([utterance], 60))
+    got = LiteRTRunner(path).run(padded([utterance], 60))
+    alone = keras.ops.convert_to_numpy(model(padded([utterance], 40)))
+    np.testing.assert_allclose(got[0, :14], alone[0, :14], atol=1e-5)
+
+
 def test_padding_mask_marks_the_valid_frames_after_the_stride():
     features = padded([np.ones((7, 2)), np.ones((3, 2)), np.ones((1, 2))], 9)
     frames = keras.ops.zeros((3, 3, 5))
