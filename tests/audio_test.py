@@ -1,6 +1,8 @@
+import io
 import logging
 import os
 import struct
+import sys
 import wave
 
 import numpy as np
@@ -8,7 +10,29 @@ import pytest
 import tensorflow as tf
 
 pytest.importorskip("tensorflow_io")
+soundfile = pytest.importorskip("soundfile")
 from tf_gradual_prune import audio  # noqa: E402
+
+TF_VERSION = tuple(int(part) for part in tf.__version__.split(".")[:2])
+# Read before any test calls `set_backend`.
+NATIVE = audio.backend() == "tensorflow-io"
+NOT_NATIVE = f"tensorflow-io's native ops do not load on TensorFlow {tf.__version__}"
+
+
+@pytest.fixture(params=audio.BACKENDS)
+def each_backend(request):
+    """Runs a test with each backend that can run here."""
+    if request.param == "tensorflow-io" and not NATIVE:
+        pytest.skip(NOT_NATIVE)
+    audio.set_backend(request.param)
+    yield request.param
+    audio.set_backend(None)
+
+
+@pytest.fixture
+def restore_backend():
+    yield
+    audio.set_backend(None)
 
 
 def write_wav(path, seconds=0.5, rate=8000, freq=440.0):
@@ -45,12 +69,33 @@ def pcm16(values):
     return (values * 32767).astype("<i2")
 
 
-def test_native_ops_self_test_passes_on_the_reference_stack():
-    tfio = audio.require_tfio()
-    assert hasattr(tfio.audio, "decode_wav")
+def flac_bytes(pcm, rate):
+    """16-bit FLAC of int16 samples `(frames,)` or `(frames, channels)`."""
+    buffer = io.BytesIO()
+    soundfile.write(buffer, pcm, rate, format="FLAC", subtype="PCM_16")
+    return buffer.getvalue()
 
 
-def test_decode_wav_resample_and_log_mel(tmp_path):
+def test_backend_is_chosen_by_the_native_self_test():
+    # tensorflow-io 0.37.1's native library loads on TF 2.16/2.17 only.
+    assert audio.backend() == ("tensorflow-io" if TF_VERSION <= (2, 17) else "soundfile")
+    # The pure-TensorFlow feature ops work on every version.
+    assert hasattr(audio.require_tfio().audio, "melscale")
+
+
+def test_set_backend_checks_its_argument(restore_backend):
+    with pytest.raises(ValueError, match="name='sox'"):
+        audio.set_backend("sox")
+    audio.set_backend("soundfile")
+    assert audio.backend() == "soundfile"
+    audio.set_backend(None)
+    assert audio.backend() == ("tensorflow-io" if NATIVE else "soundfile")
+    if not NATIVE:
+        with pytest.raises(ImportError, match=f"TensorFlow {tf.__version__}"):
+            audio.set_backend("tensorflow-io")
+
+
+def test_decode_wav_resample_and_log_mel(tmp_path, each_backend):
     expected = write_wav(tmp_path / "a.wav", rate=8000)
     features = audio.AudioFeatures(sample_rate=8000)
     decoded = features.decode(tmp_path / "a.wav").numpy()
@@ -64,14 +109,29 @@ def test_decode_wav_resample_and_log_mel(tmp_path):
     assert int(tf.argmax(tf.reduce_mean(mel, axis=0))) < 20
 
 
-def test_decode_flac_written_by_tfio(tmp_path):
-    tfio = audio.require_tfio()
+def test_decode_flac(tmp_path, each_backend):
     expected = write_wav(tmp_path / "a.wav")
-    pcm = tf.constant((expected * 32768).astype(np.int16)[:, None])
-    flac = tfio.audio.encode_flac(pcm, rate=8000)
-    (tmp_path / "a.flac").write_bytes(flac.numpy())
+    (tmp_path / "a.flac").write_bytes(flac_bytes((expected * 32768).astype(np.int16), 8000))
     decoded = audio.AudioFeatures().decode(tmp_path / "a.flac").numpy()
     np.testing.assert_allclose(decoded, expected, atol=1e-6)
+
+
+def test_missing_decoders_name_the_format_the_file_and_the_extra(
+        tmp_path, monkeypatch, restore_backend):
+    write_wav(tmp_path / "a.wav", rate=16000)
+    (tmp_path / "a.flac").write_bytes(flac_bytes(pcm16(sine(400)), 8000))
+    audio.set_backend("soundfile")
+    monkeypatch.setitem(sys.modules, "soundfile", None)  # import fails
+    monkeypatch.setitem(sys.modules, "soxr", None)
+    features = audio.AudioFeatures()
+    with pytest.raises(ImportError, match=r"FLAC file .*a\.flac.* needs soundfile") as info:
+        features.decode(tmp_path / "a.flac")
+    assert "pip install 'tf-gradual-prune[audio]'" in str(info.value)
+    with pytest.raises(ImportError, match=r"Resampling .*a\.wav.* from 16000 Hz .* needs soxr"):
+        features.decode(tmp_path / "a.wav")
+    # Skipping bad files never hides a missing library.
+    with pytest.raises(ImportError, match="soundfile"):
+        audio.load_features(str(tmp_path), on_error="skip")
 
 
 def test_spec_augment_masks_keep_the_shape():
@@ -206,7 +266,7 @@ def test_stereo_is_mixed_down_to_the_mean_of_the_channels(tmp_path):
 
 
 @pytest.mark.parametrize("rate", [11025, 22050])
-def test_odd_rates_are_resampled_and_announced_once(tmp_path, rate):
+def test_odd_rates_are_resampled_and_announced_once(tmp_path, rate, each_backend):
     for i in range(3):
         write_wav(tmp_path / f"{i}.wav", seconds=0.5 + 0.1 * i, rate=rate)
     features = audio.AudioFeatures()
@@ -217,6 +277,20 @@ def test_odd_rates_are_resampled_and_announced_once(tmp_path, rate):
         assert abs(length - round((0.5 + 0.1 * i) * 8000)) <= 2
     with pytest.warns(UserWarning, match="Resampling"):  # another instance says it again
         audio.AudioFeatures().decode(tmp_path / "0.wav")
+
+
+def test_resampled_audio_is_not_delayed(tmp_path, each_backend):
+    # A click at 0.25 s stays at 0.25 s (tensorflow-io's resampler alone
+    # delays it by half its filter: 4 ms at 16 kHz).
+    rate = 8000
+    click = np.zeros(rate // 2, np.float32)
+    click[rate // 4] = 0.9
+    (tmp_path / "c.wav").write_bytes(
+        riff(fmt_chunk(rate=rate), chunk(b"data", pcm16(click).tobytes())))
+    with pytest.warns(UserWarning, match="Resampling"):
+        out = audio.AudioFeatures(sample_rate=16000).decode(tmp_path / "c.wav").numpy()
+    assert len(out) == 8000
+    assert int(np.argmax(np.abs(out))) == 4000
 
 
 def test_resampling_many_files_does_not_retrace(tmp_path):
@@ -266,10 +340,9 @@ def test_missing_file_is_file_not_found_naming_the_path(tmp_path):
     assert "Op" not in str(info.value)  # no TensorFlow trace
 
 
-def test_flac_rate_and_channels_come_from_streaminfo(tmp_path):
-    tfio = audio.require_tfio()
+def test_flac_rate_and_channels_come_from_streaminfo(tmp_path, each_backend):
     left, right = pcm16(sine(1102, rate=11025)), pcm16(sine(1102, rate=11025, freq=300.0))
-    flac = tfio.audio.encode_flac(tf.constant(np.stack([left, right], 1)), rate=11025).numpy()
+    flac = flac_bytes(np.stack([left, right], 1), 11025)
     assert audio._flac_streaminfo(flac) == (11025, 2, 16, 1102)
     (tmp_path / "s.flac").write_bytes(flac)
     with pytest.warns(UserWarning, match="from 11025 Hz"):
@@ -318,3 +391,45 @@ def test_skip_beyond_the_listed_count_names_a_file_with_all(tmp_path):
         os.remove(listing)
     assert len(rows) == 13 and rows[0] == "path\tproblem"
     assert all("not a WAV file" in row for row in rows[1:])
+
+
+FSDD_FILES = 60  # every 50th of the 3,000 recordings: all speakers and digits
+
+
+def fsdd_paths(data_dir):
+    folder = os.path.join(data_dir, "fsdd", "recordings")
+    return [os.path.join(folder, name) for name in sorted(os.listdir(folder))][::50]
+
+
+@pytest.mark.skipif(not NATIVE, reason=f"compares with tensorflow-io: {NOT_NATIVE}")
+def test_both_backends_give_the_same_features_on_fsdd(data_dir, tmp_path, restore_backend):
+    paths = fsdd_paths(data_dir)
+    assert len(paths) == FSDD_FILES
+    flacs = []
+    for path in paths[:10]:
+        samples, rate = audio._wav_samples(open(path, "rb").read())
+        flacs.append(tmp_path / (os.path.basename(path)[:-4] + ".flac"))
+        flacs[-1].write_bytes(flac_bytes(np.round(samples * 32768).astype(np.int16), rate))
+    results = {}
+    for name in audio.BACKENDS:
+        audio.set_backend(name)
+        native, upsampled = audio.AudioFeatures(), audio.AudioFeatures(sample_rate=16000)
+        with pytest.warns(UserWarning, match="from 8000 Hz to sample_rate=16000 Hz"):
+            results[name] = (
+                [native.log_mel(native.decode(p)).numpy() for p in paths],
+                [upsampled.log_mel(upsampled.decode(p)).numpy() for p in paths],
+                [native.decode(p).numpy() for p in flacs],
+            )
+    (same_a, up_a, flac_a), (same_b, up_b, flac_b) = results.values()
+    # At the file's own rate, and from FLAC: the same numbers.
+    for a, b in zip(same_a + flac_a, same_b + flac_b):
+        np.testing.assert_array_equal(a, b)
+    # Resampled: the tolerance `AudioFeatures` states, in standardised units,
+    # in the mel bins centred below 3.4 kHz (85% of the source's Nyquist).
+    mel = tf.signal.linear_to_mel_weight_matrix(40, 257, 16000, 20.0, 8000.0).numpy()
+    speech = np.argmax(mel, axis=0) * 16000 / 512 < 3400
+    assert speech.sum() == 28
+    for a, b in zip(up_a, up_b):
+        assert a.shape == b.shape
+        assert np.max(np.abs(a - b)[:, speech]) <= 0.15
+    assert np.mean([np.mean(np.abs(a - b)) for a, b in zip(up_a, up_b)]) <= 0.02

@@ -1,6 +1,7 @@
 import copy
 import glob
 import os
+import sys
 import warnings
 
 import keras
@@ -11,6 +12,7 @@ import tensorflow as tf
 from conftest import compile_model
 from conftest import sequence_data
 from tf_gradual_prune import GradualPruning
+from tf_gradual_prune import compat
 from tf_gradual_prune import RampedThresholdSchedule
 from tf_gradual_prune import find_prunable_weights
 from tf_gradual_prune import sparsity_table
@@ -158,7 +160,8 @@ def test_logs_and_history_record_sparsity_and_threshold():
 
 @pytest.mark.parametrize("factory_name", ["PolynomialDecay", "ConstantSparsity"])
 def test_tfmot_sparsity_schedules_work_as_is(factory_name):
-    tfmot = pytest.importorskip("tensorflow_model_optimization")
+    pytest.importorskip("tensorflow_model_optimization")
+    tfmot = compat.require_tfmot()  # and tf-keras matches TensorFlow
     sparsity = tfmot.sparsity.keras
     schedule = {
         "PolynomialDecay": lambda: sparsity.PolynomialDecay(
@@ -251,6 +254,15 @@ def test_resume_from_saved_model_continues_at_the_right_step(tmp_path):
         assert np.all(mask[before])
 
 
+def test_log_dir_without_tensorboard_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if not installed
+    schedule = RampedThresholdSchedule(6, 12, 30, 3, target_sparsity=0.5)
+    with pytest.raises(ImportError, match=r"tf-gradual-prune\[tensorboard\]") as info:
+        GradualPruning(schedule, log_dir=str(tmp_path))
+    assert f"log_dir={str(tmp_path)!r}" in str(info.value)
+    GradualPruning(schedule)  # without log_dir, tensorboard is not needed
+
+
 def test_tensorboard_summaries_per_matrix(tmp_path):
     model = build("gru")
     schedule = RampedThresholdSchedule(6, 12, 30, 3, target_sparsity=0.5)
@@ -339,7 +351,8 @@ def assert_whole_blocks(values, block):
 @pytest.mark.parametrize("block", [4, 16, (4, 1)])
 @pytest.mark.parametrize("by", ["threshold", "fraction"])
 def test_block_pruning_prunes_whole_blocks(block, by):
-    tfmot = pytest.importorskip("tensorflow_model_optimization")
+    pytest.importorskip("tensorflow_model_optimization")
+    tfmot = compat.require_tfmot()  # and tf-keras matches TensorFlow
     model = build("lstm", units=12)  # kernels (4, 48) and (12, 48): partial blocks
     if by == "threshold":
         schedule = RampedThresholdSchedule(6, 12, 30, 3, target_sparsity=0.75)

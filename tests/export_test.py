@@ -75,6 +75,31 @@ def test_float_export_stores_every_pruned_kernel_block_sparse(model4, tmp_path):
     assert "sparse" in str(report) and "recommended interpreter" in str(report)
 
 
+def test_keras_litert_export_with_our_settings_stores_the_same_sparse_tensors(
+        model4, tmp_path):
+    # What `export_tflite`'s docstring says of Keras' own LiteRT export.
+    import inspect
+
+    if "format" not in inspect.signature(model4.export).parameters:
+        pytest.skip(f"Keras {keras.__version__} has no model.export(format=...)")
+    ours = tflite_tensors.read_tensors(export_tflite(model4, str(tmp_path / "ours.tflite")).path)
+    theirs_path = str(tmp_path / "keras.tflite")
+    model4.export(
+        theirs_path, format="litert", verbose=False,
+        input_signature=[tf.TensorSpec((1,) + X.shape[1:], tf.float32)],
+        optimizations=[tf.lite.Optimize.EXPERIMENTAL_SPARSITY],
+        target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]},
+    )
+    theirs = tflite_tensors.read_tensors(theirs_path)
+
+    def sparse(tensors):
+        return sorted((t.shape, t.block, t.values.tobytes()) for t in tensors
+                      if t.format == "sparse")
+
+    assert len(sparse(ours)) >= len(keras_matrices(model4))
+    assert sparse(theirs) == sparse(ours)
+
+
 def test_exported_model_reproduces_keras_in_litert(model4, tmp_path):
     path = str(tmp_path / "model.tflite")
     report = export_tflite(model4, path)

@@ -1,5 +1,7 @@
+import importlib.util
 import json
 import os
+import sys
 
 import keras
 import pytest
@@ -120,3 +122,11 @@ def test_space_and_hypermodel_bad_arguments():
         tuning.PrunedHyperModel(3)
     with pytest.raises(ValueError, match="No trial has run"):
         tuning.PrunedHyperModel(build_model).best_schedule(None)
+
+
+def test_missing_tensorboard_is_named_at_import(monkeypatch):
+    # keras-tuner imports tensorboard in every trial: say so at once.
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if not installed
+    spec = importlib.util.spec_from_file_location("tuning_copy", tuning.__file__)
+    with pytest.raises(ImportError, match=r"needs tensorboard.*tf-gradual-prune\[tuner\]"):
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))

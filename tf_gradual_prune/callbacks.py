@@ -1,6 +1,7 @@
 """The pruning callback: gradual magnitude pruning during `model.fit`."""
 
 import copy
+import importlib.util
 import json
 import os
 import warnings
@@ -261,8 +262,9 @@ class GradualPruning(keras.callbacks.Callback):
             and 16 (int8) match TFLite's fast sparse FULLY_CONNECTED kernels.
             If the input size is not a multiple, the last block of each
             column is shorter. Defaults to `1` (unstructured).
-        log_dir: String or `None`. Folder for TensorBoard summaries.
-            Defaults to `None`.
+        log_dir: String or `None`. Folder for TensorBoard summaries (they
+            need the tensorboard package, which TensorFlow >= 2.18 no
+            longer installs: the `[tensorboard]` extra). Defaults to `None`.
         state_path: String or `None`. A JSON file for the callback's state
             (calibrated slopes and thresholds; see `get_state`), written at
             every epoch end and when training ends, and read when training
@@ -276,6 +278,8 @@ class GradualPruning(keras.callbacks.Callback):
         ValueError: if `weights` names an unknown kind or is combined with
             a dict `schedule`; when training starts, if the selection
             matches no weight of the model.
+        ImportError: if `log_dir` is given and tensorboard is not
+            installed (the message names the extra).
 
     Example:
 
@@ -322,6 +326,15 @@ class GradualPruning(keras.callbacks.Callback):
                     f"`{name}` must be a path or None. Received: "
                     f"{name}={value!r}"
                 )
+        if log_dir is not None and importlib.util.find_spec("tensorboard") is None:
+            # TensorFlow >= 2.18 no longer installs it; `tf.summary` would
+            # fail only at the first mask update.
+            raise ImportError(
+                "`log_dir` writes TensorBoard summaries, which need the "
+                f"tensorboard package (TensorFlow {tf.__version__} does not "
+                "install it): pip install 'tf-gradual-prune[tensorboard]' (or "
+                f"pip install tensorboard). Received: log_dir={log_dir!r}"
+            )
         self.schedule = schedule
         self.weights = weights
         self.layers = layers

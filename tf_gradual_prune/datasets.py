@@ -275,7 +275,7 @@ def _fsdd_folder(data_dir):
 
 
 def fsdd_recordings(data_dir=None, download=False, cache_dir=None, origin=FSDD_URL):
-    """The FSDD recordings as `Recording`s, decoded with tensorflow-io.
+    """The FSDD recordings as `Recording`s, read by `audio.AudioFeatures`.
 
     Args:
         data_dir: String or `None`. A folder holding `recordings/` (or

@@ -399,6 +399,23 @@ def export_tflite(
     JSON sidecar beside it (same name, `.json`) that describes inputs,
     outputs, the recommended interpreter settings and your `metadata`.
 
+    Keras 3.15's own `model.export(path, format="litert", **converter_kwargs)`
+    can carry the sparse encoding too: given a batch-1 `input_signature`,
+    `optimizations=[tf.lite.Optimize.EXPERIMENTAL_SPARSITY]` and
+    `target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}` it
+    stores the same sparse tensors as this function (tests/export_test.py
+    checks it). Its defaults do not suit a recurrent model: with a dynamic
+    batch and `SELECT_TF_OPS` allowed, the RNN loop converts with Flex
+    `TensorList` ops, which the plain LiteRT runtime (Android without the
+    Flex delegate) cannot run. This function does not build on it because
+    that API converts inside the calling process, from the live model;
+    here the converter runs in a subprocess on the exported SavedModel, so
+    that a converter crash (TF 2.17 segfaults on some graphs) is an error
+    rather than the end of your process, and your custom layers need not be
+    importable in that subprocess. What this function adds (the dense twin
+    for comparison, int8 calibration of an unrolled copy, the check in
+    LiteRT, the sidecar and the report) would sit around either converter.
+
     Args:
         model: A built Keras 3 model (with fixed input shapes besides the
             batch, or see `input_shape`).

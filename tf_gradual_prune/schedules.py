@@ -315,7 +315,9 @@ class RampedThresholdSchedule:
         Without `frequency`, the mask is updated about `DEFAULT_UPDATES`
         (20) times between begin and end: `frequency = (end_step -
         begin_step) // 20`, at least 1 and at most the paper's 100 (for
-        long runs, more updates than 20 at the paper's spacing).
+        long runs, more updates than 20 at the paper's spacing; for runs
+        whose window holds fewer than 20 steps, one update per step in it,
+        e.g. 11 for 3 epochs of 10 steps).
 
         Args:
             epochs: Integer >= 1. Planned number of epochs.

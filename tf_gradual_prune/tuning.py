@@ -1,7 +1,7 @@
 """keras-tuner search of the ramped-threshold schedule.
 
 Import it explicitly (`from tf_gradual_prune import tuning`): it needs
-keras-tuner (`pip install 'tf-gradual-prune[tuner]'`).
+keras-tuner and tensorboard (`pip install 'tf-gradual-prune[tuner]'`).
 
 - `SearchSpace`: ranges for begin, ramp and end (as fractions of the
   training), φ/θ, the update frequency, and the target sparsity or the slopes.
@@ -16,6 +16,7 @@ keras-tuner (`pip install 'tf-gradual-prune[tuner]'`).
 """
 
 import csv
+import importlib.util
 import io
 import json
 import math
@@ -31,6 +32,14 @@ except ImportError:  # pragma: no cover - depends on the installation
         "tf_gradual_prune.tuning needs keras-tuner: "
         "pip install 'tf-gradual-prune[tuner]'"
     ) from None
+# keras-tuner imports tensorboard in every trial on the TensorFlow backend;
+# TensorFlow >= 2.18 no longer installs it.
+if keras.backend.backend() == "tensorflow" and importlib.util.find_spec("tensorboard") is None:
+    raise ImportError(
+        "tf_gradual_prune.tuning needs tensorboard, which keras-tuner imports "
+        "in every trial and TensorFlow >= 2.18 no longer installs: "
+        "pip install 'tf-gradual-prune[tuner]' (or pip install tensorboard)"
+    )
 
 from tf_gradual_prune import files
 from tf_gradual_prune.callbacks import GradualPruning
