@@ -226,9 +226,20 @@ def pruning_schedule(method, epochs, steps, target, frequency=20, rounds=3, timi
     return None
 
 
+def recovery_decay(schedule, total, rate=1e-3):
+    """A learning rate constant at `rate` until `schedule`'s last mask update
+    (or 70% of `total` steps without one) and cosine to 0 at `total`."""
+    import keras
+
+    last = getattr(schedule, "last_update_step", None)
+    begin = last if last is not None else int(round(0.7 * total))
+    return keras.optimizers.schedules.CosineDecay(
+        rate, decay_steps=total - begin, alpha=0.0, warmup_target=rate, warmup_steps=begin)
+
+
 def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, verbose=2,
             method=None, rounds=3, l1=1e-5, timing=None, ramp_slope_ratio=None,
-            calibration=None, trace=False):
+            calibration=None, trace=False, decay=False):
     """Trains one recogniser; returns a result row.
 
     Methods (`target` is the final sparsity of the recurrent kernels):
@@ -253,6 +264,11 @@ def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, 
     - `"l1"`: an L1 penalty (`l1`) on the recurrent kernels throughout, pruned
       once to the target at 80% of the budget, fine-tuned for the rest.
 
+    With `decay`, the learning rate stays 1e-3 until the schedule's last mask
+    update (a dense model: 70% of the budget, where the default's last cut
+    falls) and then follows a cosine down to 0 at the end of the budget
+    (`keras.optimizers.schedules.CosineDecay` with a constant warm-up).
+
     With `trace`, the row also holds `"trajectory"` (see `Trajectory`: the
     loss of every step, every matrix's sparsity after each mask update and
     the CER on `task.test` at every epoch end).
@@ -270,7 +286,8 @@ def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, 
     total_epochs = epochs + (rounds * (epochs // 2) if method == "prune_retrain" else 0)
     schedule = pruning_schedule(method, epochs, steps, target, frequency, rounds, timing,
                                 ramp_slope_ratio, calibration)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.compile(optimizer=keras.optimizers.Adam(
+        recovery_decay(schedule, total_epochs * steps) if decay else 1e-3))
     callbacks = [] if schedule is None else [tgp.GradualPruning(schedule, block_size=block_size)]
     trajectory = Trajectory(task) if trace else None
     if trace:
@@ -289,6 +306,8 @@ def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, 
     }
     if schedule is not None:
         row["schedule"] = repr(schedule)
+    if decay:
+        row["decay"] = True
     if method == "default":
         row["recipe"] = common.default_recipe()
     if trace:

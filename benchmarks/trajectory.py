@@ -66,6 +66,11 @@ VARIANTS = [
                                  "calibration": "geometric", "frequency": 10}),
     ("late begin, geometric", {"method": "ramped", "timing": LATE_BEGIN,
                                "calibration": "geometric", "frequency": 8}),
+    # Learning rate coupled to the ramp: constant until the last cut, then a
+    # cosine to 0 over the recovery steps; the dense twin decays over the
+    # same last 30% of the budget.
+    ("dense, decay", {"method": "dense", "decay": True}),
+    ("default, decay", {"method": "default", "decay": True}),
 ]
 SAME_RUN = ("data_dir", "held_out", "epochs", "units", "train_size", "test_size",
             "max_digits", "frequency", "quick")
