@@ -71,6 +71,9 @@ VARIANTS = [
     # same last 30% of the budget.
     ("dense, decay", {"method": "dense", "decay": True}),
     ("default, decay", {"method": "default", "decay": True}),
+    # Regrowth (opt-in): the default's schedule, masks recomputed at every
+    # update from a dense shadow that every optimizer update also reaches.
+    ("default, regrow", {"method": "default", "regrow": True}),
 ]
 SAME_RUN = ("data_dir", "held_out", "epochs", "units", "train_size", "test_size",
             "max_digits", "frequency", "quick")

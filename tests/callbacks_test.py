@@ -16,6 +16,7 @@ from tf_gradual_prune import compat
 from tf_gradual_prune import RampedThresholdSchedule
 from tf_gradual_prune import find_prunable_weights
 from tf_gradual_prune import sparsity_table
+from tf_gradual_prune.schedules import MaskUpdate
 
 L = keras.layers
 
@@ -125,9 +126,13 @@ def test_masks_are_monotone_and_pruned_weights_stay_zero():
         begin_step=6, ramp_step=18, end_step=36, frequency=2, target_sparsity=0.7
     )
     snapshots = []
-    record = keras.callbacks.LambdaCallback(
-        on_train_batch_end=lambda batch, logs: snapshots.append(zero_masks(model))
-    )
+
+    def snapshot(batch, logs):
+        # JAX's trainer keeps the weights outside the variables during fit.
+        getattr(model, "jax_state_sync", lambda: None)()
+        snapshots.append(zero_masks(model))
+
+    record = keras.callbacks.LambdaCallback(on_train_batch_end=snapshot)
     # Adam's momentum keeps pushing pruned weights; the masks must hold.
     fit(model, [GradualPruning(schedule), record], epochs=8)
     for before, after in zip(snapshots, snapshots[1:]):
@@ -301,6 +306,8 @@ def test_nan_weight_at_calibration_names_the_weight():
         fit(model, [GradualPruning(schedule)], epochs=1)
 
 
+@pytest.mark.skipif(keras.backend.backend() == "torch",
+                    reason="Keras' PyTorch trainer allows only steps_per_execution=1")
 def test_steps_per_execution_warns():
     model = build("gru")
     model.compile(
@@ -431,3 +438,85 @@ def test_spread_calibration_cuts_the_ramp_share_at_every_update():
         wanted = 0.9 * schedule.ramp_fraction(step)
         for value in sparsities:
             assert value == pytest.approx(wanted, abs=0.01), (step, value)
+
+
+class PruneOnceAt:
+    """A rule of the user's own, as in the README: one cut at one step."""
+
+    def __init__(self, step, sparsity, count=None):
+        self.begin_step, self.end_step = step - 1, step + 1
+        self.step, self.sparsity, self.count = step, sparsity, count
+
+    def init(self, magnitudes):
+        return {"done": False}
+
+    def update(self, state, step, magnitudes, since=None):
+        since = step - 1 if since is None else since
+        if not since < self.step <= step:
+            return None, state
+        count = self.count or len(magnitudes())
+        return MaskUpdate("sparsity", [self.sparsity] * count), {"done": True}
+
+
+def test_a_rule_of_ones_own_is_applied_and_its_state_saved():
+    model = build("gru")
+    callback = GradualPruning(PruneOnceAt(15, 0.75))
+    history = fit(model, [callback], epochs=2)
+    assert history.history["sparsity"] == [0.0, pytest.approx(0.75, abs=0.01)]
+    for row in sparsity_table(model, weights="recurrent"):
+        assert row["zeros"] == row["size"] - round(row["size"] * 0.25), row
+    assert callback.get_state()["groups"][0]["done"] is True
+    with pytest.raises(ValueError, match="returned 5 values for a group of 2"):
+        fit(build("gru"), [GradualPruning(PruneOnceAt(3, 0.5, count=5))], epochs=1)
+    with pytest.raises(TypeError, match="pruning rule"):
+        GradualPruning(object())
+
+
+def test_a_format_1_state_file_still_resumes(tmp_path):
+    model = build("lstm")
+    schedule = RampedThresholdSchedule(6, 12, 42, 3, target_sparsity=0.8, calibration="begin")
+    callback = GradualPruning(schedule)
+    fit(model, [callback], epochs=1)
+    state = callback.get_state()
+    old = {"format": 1, "step": state["step"], "groups": [
+        {"names": g["names"], "slopes": g["slopes"], "thresholds": g["thresholds"]}
+        for g in state["groups"]]}
+    first = sparsity_table(model, weights="recurrent").sparsity
+    other = GradualPruning(schedule)
+    other.set_state(old)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(model, [other], epochs=4, initial_epoch=1)
+    assert not [w for w in caught if "calibrated now" in str(w.message)]  # slopes came back
+    assert other.get_state()["groups"][0]["slopes"] == state["groups"][0]["slopes"]
+    assert sparsity_table(model, weights="recurrent").sparsity > first > 0
+
+
+@pytest.mark.skipif(keras.backend.backend() == "jax",
+                    reason="regrowth is not available on JAX (tested to say so below)")
+def test_regrowth_brings_pruned_weights_back_and_lands_on_the_target():
+    model = build("gru")
+    schedule = RampedThresholdSchedule(6, 12, 42, 3, target_sparsity=0.8, regrow=True)
+    seen = []
+
+    def snapshot(batch, logs):
+        seen.append(zero_masks(model))
+
+    record = keras.callbacks.LambdaCallback(on_train_batch_end=snapshot)
+    fit(model, [GradualPruning(schedule), record], epochs=4)
+    for row in sparsity_table(model, weights="recurrent"):
+        assert row["sparsity"] == pytest.approx(0.8, abs=0.02), row
+    # Some weight pruned at one update is alive again at a later one.
+    came_back = sum(np.sum(before[name] & ~after[name])
+                    for before, after in zip(seen, seen[1:]) for name in before)
+    assert came_back > 0
+    # After end_step the mask no longer changes.
+    np.testing.assert_array_equal(seen[-1][next(iter(seen[-1]))],
+                                  seen[41][next(iter(seen[41]))])
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="checks the JAX backend's error")
+def test_regrowth_on_jax_says_it_is_not_available():
+    schedule = RampedThresholdSchedule(6, 12, 42, 3, target_sparsity=0.8, regrow=True)
+    with pytest.raises(NotImplementedError, match="regrow=False"):
+        fit(build("gru"), [GradualPruning(schedule)], epochs=1)

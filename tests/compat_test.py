@@ -35,3 +35,15 @@ def test_missing_tfmot_or_tf_keras_names_the_extra(monkeypatch, present):
     with pytest.raises(ImportError, match=r"tf-gradual-prune\[tfmot\]' 'tf-keras~="
                                           + LINE.replace(".", r"\.")):
         compat.require_tfmot()
+
+
+def test_tensorflow_only_parts_name_the_backend(monkeypatch):
+    import keras
+
+    from tf_gradual_prune import compat
+
+    if keras.backend.backend() == "tensorflow":
+        compat.require_tensorflow_backend("`export_tflite`")  # nothing to say
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(RuntimeError, match=r"`export_tflite` .* on 'jax' .*KERAS_BACKEND=tensorflow"):
+        compat.require_tensorflow_backend("`export_tflite`")

@@ -166,13 +166,47 @@ def test_block_magnitudes_and_expansion():
     from tf_gradual_prune.masking import block_magnitudes, expand_blocks
 
     w = np.arange(1, 11, dtype="float32").reshape(5, 2) * np.array([1, -1], "float32")
-    scores = block_magnitudes(w, 2).numpy()
+    scores = block_magnitudes(w, 2)
     # Rows (1,3), (5,7), (9) for column 0; the last block is short.
     np.testing.assert_array_equal(scores, [[3, 4], [7, 8], [9, 10]])
-    np.testing.assert_array_equal(block_magnitudes(w, 1).numpy(), np.abs(w))
+    np.testing.assert_array_equal(block_magnitudes(w, 1), np.abs(w))
     keep = np.array([[True, False], [False, True], [True, True]])
-    expanded = expand_blocks(keep, 2, 5).numpy()
+    expanded = expand_blocks(keep, 2, 5)
     assert expanded.shape == (5, 2)
     np.testing.assert_array_equal(expanded[:, 0], [1, 1, 0, 0, 1])
     conv = np.ones((3, 8, 5), "float32")  # (kernel, in, out): blocks along in
     assert block_magnitudes(conv, 4).shape == (3, 2, 5)
+
+
+def test_prune_below_only_loses_ones_and_keeps_blocks_whole():
+    from tf_gradual_prune.masking import prune_below
+
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(10, 6)).astype("float32")
+    mask = np.ones(values.shape, bool)
+    mask[0, 0] = False  # pruned before, whatever its value
+    values[0, 0] = 5.0
+    new = prune_below(values, mask, 0.5, 1)
+    np.testing.assert_array_equal(new, mask & (np.abs(values) >= np.float32(0.5)))
+    blocks = prune_below(values, np.ones(values.shape, bool), 0.8, 4)
+    for start in range(0, 10, 4):
+        chunk = blocks[start:start + 4]
+        assert np.all(chunk.all(axis=0) | ~chunk.any(axis=0))
+
+
+def test_prune_to_sparsity_counts_exactly_and_never_regrows():
+    from tf_gradual_prune.masking import prune_to_sparsity
+
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=(8, 5)).astype("float32")
+    mask, cut = prune_to_sparsity(values, np.ones(values.shape, bool), 0.6, 1)
+    assert mask.size - mask.sum() == 24
+    assert cut == pytest.approx(np.sort(np.abs(values).ravel())[23])
+    assert np.all(np.abs(values[mask]) >= cut)
+    # Asking for less later prunes nothing more and restores nothing.
+    again, cut = prune_to_sparsity(values, mask, 0.3, 1)
+    np.testing.assert_array_equal(again, mask)
+    assert cut == 0.0
+    # Ties are broken by position: equal magnitudes, the first ones go.
+    ties, _ = prune_to_sparsity(np.ones((2, 2), "float32"), np.ones((2, 2), bool), 0.5, 1)
+    np.testing.assert_array_equal(ties, [[False, False], [True, True]])

@@ -1,3 +1,4 @@
+import json
 import random
 
 import keras
@@ -389,3 +390,106 @@ def test_geometric_removes_the_same_share_of_survivors_per_update():
     ratios = np.array(kept[2:]) / np.array(kept[1:-1])
     np.testing.assert_allclose(ratios, ratios[0], atol=1e-3)
     assert ratios[0] == pytest.approx(0.1 ** (50 / 951), abs=1e-3)
+
+
+# --- The pruning-rule protocol (init / update / MaskUpdate) ---------------------
+
+from tf_gradual_prune import schedules  # noqa: E402
+
+
+def calibrated(calibration):
+    return RampedThresholdSchedule(100, 400, 1000, 50, target_sparsity=0.9,
+                                   calibration=calibration)
+
+
+class Counting:
+    """`magnitudes` for `update`, counting how often the rule reads them."""
+
+    def __init__(self, arrays):
+        self.arrays, self.calls = arrays, 0
+
+    def __call__(self):
+        self.calls += 1
+        return self.arrays
+
+
+def test_rule_updates_exactly_at_update_steps_with_the_closed_form():
+    schedule = explicit()
+    magnitudes = Counting([np.ones((4, 4)), np.ones((2, 3))])
+    state = schedule.init(magnitudes.arrays)
+    assert state == {"slopes": None, "thresholds": [0.0, 0.0]}
+    updates = {}
+    for step in range(1100):
+        update, state = schedule.update(state, step, magnitudes)
+        if update is not None:
+            assert update.kind == "threshold"
+            updates[step] = update.values
+    assert sorted(updates) == [t for t in range(1100) if schedule.is_update_step(t)]
+    for step, values in updates.items():
+        expected = reference_threshold(step, 100, 400, 1000, 50, 0.01, 0.02)
+        assert values == [pytest.approx(expected)] * 2
+    assert magnitudes.calls == 0  # explicit slopes never read the weights
+    assert state["thresholds"] == updates[max(updates)]
+
+
+def test_rule_sees_an_update_step_skipped_between_calls():
+    schedule = explicit()
+    state = schedule.init([np.ones(3)])
+    update, state = schedule.update(state, 152, lambda: [np.ones(3)], since=148)
+    assert update.values == [pytest.approx(schedule.threshold(150))]
+    update, _ = schedule.update(state, 156, lambda: [np.ones(3)], since=152)
+    assert update is None
+
+
+def test_begin_calibration_reads_the_weights_once_and_warns_when_late():
+    schedule = calibrated(calibration="begin")
+    rng = np.random.default_rng(0)
+    magnitudes = Counting([np.abs(rng.normal(size=(20, 20)))])
+    state = schedule.init(magnitudes.arrays)
+    for step in range(0, schedule.end_step + 10):
+        _, state = schedule.update(state, step, magnitudes)
+    assert magnitudes.calls == 1
+    assert state["slopes"] == [list(schedule.calibrate(magnitudes.arrays[0]))]
+    assert json.loads(json.dumps(state)) == state
+    with pytest.warns(UserWarning, match="calibrated now"):
+        schedule.update(schedule.init([np.ones(3)]), schedule.begin_step + 7,
+                        lambda: [np.ones(3)])
+
+
+@pytest.mark.parametrize("calibration", ["track", "spread", "geometric"])
+def test_live_calibrations_read_the_weights_at_update_steps_only(calibration):
+    schedule = calibrated(calibration=calibration)
+    magnitudes = Counting([np.linspace(0, 1, 100)])
+    state = schedule.init(magnitudes.arrays)
+    updates = 0
+    for step in range(schedule.end_step + 10):
+        update, state = schedule.update(state, step, magnitudes)
+        updates += update is not None
+    assert magnitudes.calls == updates > 0
+
+
+def test_mask_update_checks_its_kind():
+    assert schedules.MaskUpdate("sparsity", [np.float32(0.5)]) == ("sparsity", [0.5], False)
+    with pytest.raises(ValueError, match="kind='fraction'"):
+        schedules.MaskUpdate("fraction", [0.5])
+
+
+def test_sparsity_schedule_wraps_a_tfmot_style_callable():
+    asked = []
+
+    def agp_like(step):
+        asked.append(step)
+        return step % 10 == 0, np.float32(step / 100)
+
+    agp_like.begin_step, agp_like.end_step = 5, 90
+    rule = schedules.SparsitySchedule(agp_like)
+    assert (rule.begin_step, rule.end_step) == (5, 90)
+    assert rule.init([np.ones(2), np.ones(3)]) == {}
+    update, state = rule.update({}, 20, lambda: [np.ones(2), np.ones(3)])
+    assert update == ("sparsity", [pytest.approx(0.2)] * 2, False) and state == {}
+    assert rule.update({}, 21, lambda: []) == (None, {})
+    assert asked == [20, 21]
+    plain = schedules.SparsitySchedule(lambda step: (False, 0.0))
+    assert (plain.begin_step, plain.end_step) == (0, None)
+    with pytest.raises(TypeError, match="schedule=3"):
+        schedules.SparsitySchedule(3)

@@ -15,9 +15,9 @@ def prune_by_hand(model, block, sparsity):
     """Zeros the smallest blocks of every matrix, without the callback."""
     for item in find_prunable_weights(model, weights="all"):
         values = keras.ops.convert_to_numpy(item.variable)
-        scores = masking.block_magnitudes(values, block).numpy()
+        scores = masking.block_magnitudes(values, block)
         keep = scores >= np.quantile(scores, sparsity)
-        mask = masking.expand_blocks(keep, block, values.shape[-2]).numpy()
+        mask = masking.expand_blocks(keep, block, values.shape[-2])
         item.variable.assign(values * mask)
 
 

@@ -8,20 +8,25 @@ import warnings
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from tf_gradual_prune import files
 from tf_gradual_prune import masking
-from tf_gradual_prune.schedules import LIVE_CALIBRATIONS
-from tf_gradual_prune.schedules import RampedThresholdSchedule
+from tf_gradual_prune.schedules import SparsitySchedule
 
 
-def _check_schedule(schedule, where):
-    if isinstance(schedule, RampedThresholdSchedule) or callable(schedule):
+def _as_rule(schedule, where):
+    """A pruning rule (see `schedules`): the schedule itself, or a tfmot-style
+    callable wrapped in `SparsitySchedule`."""
+    if callable(getattr(schedule, "update", None)) and callable(
+        getattr(schedule, "init", None)
+    ):
         return schedule
+    if callable(schedule):
+        return SparsitySchedule(schedule)
     raise TypeError(
-        f"{where} must be a `RampedThresholdSchedule` or a sparsity schedule "
-        "called as `schedule(step) -> (should_prune, sparsity)` (e.g. tfmot's "
+        f"{where} must be a pruning rule (such as `RampedThresholdSchedule`, "
+        "with `init` and `update`) or a sparsity schedule called as "
+        "`schedule(step) -> (should_prune, sparsity)` (e.g. tfmot's "
         f"`PolynomialDecay`). Received: {schedule!r} "
         f"(of type {type(schedule).__name__})"
     )
@@ -33,170 +38,185 @@ class _MaskConstraint:
     Keras' optimizers apply a variable's constraint right after its update,
     inside the compiled training step; so the mask costs one fused `where`
     per matrix and step, with no extra call from Python.
+
+    With a `shadow` (regrowth, see `RampedThresholdSchedule(regrow=True)`)
+    the optimizer's update is also added to the dense shadow copy: the
+    weights before the update were `shadow * M`, so the shadow becomes the
+    updated weights where `M` holds and `shadow + update` where it does not.
     """
 
-    def __init__(self, mask, inner):
-        self.mask, self.inner = mask, inner
+    def __init__(self, mask, inner, shadow=None):
+        self.mask, self.inner, self.shadow = mask, inner, shadow
 
     def __call__(self, weights):
         if self.inner is not None:
             weights = self.inner(weights)
-        return tf.where(self.mask, weights, tf.zeros_like(weights))
+        # Keras passes the variable itself: its value, on every backend.
+        weights = keras.ops.convert_to_tensor(weights)
+        mask = self.mask.value
+        if self.shadow is not None:
+            shadow = keras.ops.convert_to_tensor(self.shadow)
+            self.shadow.assign(keras.ops.where(mask, weights, shadow + weights))
+        return keras.ops.where(mask, weights, keras.ops.zeros_like(weights))
 
 
 class _Group:
-    """Run state of one schedule and the matrices it prunes."""
+    """One rule, the matrices it prunes, their masks and the rule's state."""
 
     def __init__(self, schedule, items, block_size=1):
         self.schedule = schedule
+        self.rule = _as_rule(schedule, "`schedule`")
         self.items = items
         self.block_size = block_size
-        self.by_threshold = isinstance(schedule, RampedThresholdSchedule)
         self.masks = [
-            tf.Variable(
-                tf.ones(item.variable.shape, tf.bool),
+            keras.Variable(
+                np.ones(item.variable.shape, bool),
                 trainable=False,
+                dtype="bool",
                 name="mask",
             )
             for item in items
         ]
-        self.slopes = None  # per-matrix (θ, φ) once calibrated
-        self.thresholds = np.zeros(len(items))
-        self.zeros = np.zeros(len(items), dtype=np.int64)
         self.sizes = np.array(
             [int(np.prod(item.variable.shape)) for item in items], dtype=np.int64
         )
-        variables = [item.variable for item in items]
-        masks = self.masks
-
-        def blocks(x):
-            return masking.block_magnitudes(x, block_size)
-
-        def keep_and_count(w, m, keep_blocks):
-            # Masks only lose ones: AND with the old mask, whatever the blocks say.
-            keep = tf.logical_and(
-                m, masking.expand_blocks(keep_blocks, block_size, w.shape[-2])
-            )
-            m.assign(keep)
-            w.assign(tf.where(keep, w, tf.zeros_like(w)))
-            return tf.size(keep) - tf.math.count_nonzero(keep, dtype=tf.int32)
-
-        @tf.function(autograph=False)
-        def prune_below(thresholds):
-            zeros = []
-            for i, (w, m) in enumerate(zip(variables, masks)):
-                zeros.append(keep_and_count(w, m, blocks(w) >= thresholds[i]))
-            return tf.stack(zeros)
-
-        @tf.function(autograph=False)
-        def prune_fraction(sparsity):
-            zeros, cuts = [], []
-            for w, m in zip(variables, masks):
-                score = blocks(w)
-                alive = blocks(tf.cast(m, w.dtype)) > 0
-                # Already-pruned blocks sort first, so masks stay monotone.
-                flat = tf.reshape(tf.where(alive, score, -tf.ones_like(score)), [-1])
-                count = tf.size(flat)
-                kept = tf.cast(
-                    tf.round(tf.cast(count, tf.float32) * (1.0 - sparsity)),
-                    tf.int32,
+        self.zeros = np.zeros(len(items), dtype=np.int64)
+        # Per matrix, the threshold in force (for sparsity updates: the
+        # largest magnitude the last update pruned), for logs and TensorBoard.
+        self.thresholds = np.zeros(len(items))
+        self.held = None  # the masks while no `fit` runs (see `release`)
+        # Regrowth: a dense shadow of each matrix, which the masks are
+        # computed from (the constraint adds every update to it).
+        self.shadows = None
+        if getattr(self.rule, "regrow", False):
+            if keras.backend.backend() == "jax":
+                raise NotImplementedError(
+                    "Regrowth (`regrow=True`) updates its shadow weights inside "
+                    "the training step, which JAX's stateless step cannot do. "
+                    "Use the TensorFlow or PyTorch backend, or regrow=False."
                 )
-                pruned_before = count - tf.math.count_nonzero(alive, dtype=tf.int32)
-                n_prune = tf.maximum(count - kept, pruned_before)
-                order = tf.argsort(flat, stable=True)[:n_prune]
-                keep_blocks = tf.tensor_scatter_nd_update(
-                    tf.ones([count], tf.bool),
-                    order[:, None],
-                    tf.zeros([n_prune], tf.bool),
-                )
-                keep_blocks = tf.reshape(keep_blocks, tf.shape(score))
-                zeros.append(keep_and_count(w, m, keep_blocks))
-                cuts.append(
-                    tf.reduce_max(tf.concat([tf.gather(flat, order), [0.0]], axis=0))
-                )
-            return tf.stack(zeros), tf.stack(cuts)
+            self.shadows = [
+                keras.Variable(masking.to_numpy(item.variable), trainable=False,
+                               name="shadow")
+                for item in items
+            ]
+        self.state = self.rule.init([
+            masking.block_magnitudes(item.variable, block_size) for item in items
+        ])
 
-        self.prune_below = prune_below
-        self.prune_fraction = prune_fraction
+    def _values(self):
+        """The weights as NumPy arrays (with regrowth: the shadows'); NaN or
+        Inf is an error."""
+        out = []
+        sources = self.shadows or [item.variable for item in self.items]
+        for item, source in zip(self.items, sources):
+            values = masking.to_numpy(source)
+            if not np.all(np.isfinite(values)):
+                raise ValueError(
+                    f"Weight {item.name!r} holds "
+                    f"{int(np.sum(~np.isfinite(values)))} NaN or Inf values; "
+                    "its pruning threshold cannot be calibrated. Lower the "
+                    "learning rate or check the inputs."
+                )
+            out.append(values)
+        return out
 
     def restore_masks(self):
         """Masks from the weights: an all-zero block counts as pruned."""
-        for item, m in zip(self.items, self.masks):
-            alive = masking.block_magnitudes(item.variable, self.block_size) > 0
-            m.assign(
-                masking.expand_blocks(alive, self.block_size, m.shape[-2])
-            )
+        for item, mask in zip(self.items, self.masks):
+            values = masking.to_numpy(item.variable)
+            alive = masking.block_magnitudes(values, self.block_size) > 0
+            mask.assign(masking.expand_blocks(alive, self.block_size, values.shape[-2]))
         self.zeros = self.sizes - np.array(
-            [int(tf.math.count_nonzero(m)) for m in self.masks]
+            [int(np.count_nonzero(masking.to_numpy(m))) for m in self.masks]
         )
+        self.thresholds = np.asarray(
+            self.state.get("thresholds", self.thresholds), dtype=np.float64
+        )
+
+    def release(self):
+        """Keeps the masks aside and sets them to ones (see `hold`)."""
+        if self.held is None:
+            self.held = [masking.to_numpy(m) for m in self.masks]
+            for mask in self.masks:
+                mask.assign(np.ones(mask.shape, bool))
+
+    def hold(self):
+        """Puts the masks kept aside by `release` back in force."""
+        if self.held is not None:
+            for mask, values in zip(self.masks, self.held):
+                mask.assign(values)
+            self.held = None
 
     def get_state(self):
-        return {
-            "names": [item.name for item in self.items],
-            "slopes": None if self.slopes is None else [list(s) for s in self.slopes],
-            "thresholds": [float(t) for t in self.thresholds],
-        }
+        return {"names": [item.name for item in self.items], **self.state}
 
     def set_state(self, state):
-        if len(state["thresholds"]) != len(self.items):
+        names = state.get("names", state.get("thresholds"))
+        if names is not None and len(names) != len(self.items):
             raise ValueError(
-                f"The saved state covers {len(state['thresholds'])} matrices; "
-                f"the model's selection has {len(self.items)}: "
+                f"The saved state covers {len(names)} matrices; the model's "
+                f"selection has {len(self.items)}: "
                 f"{[item.name for item in self.items]}"
             )
-        self.slopes = (
-            None if state["slopes"] is None else [tuple(s) for s in state["slopes"]]
+        self.state = {k: v for k, v in state.items() if k != "names"}
+        self.thresholds = np.asarray(
+            self.state.get("thresholds", self.thresholds), dtype=np.float64
         )
-        self.thresholds = np.asarray(state["thresholds"], dtype=np.float64)
 
-    def _magnitudes(self, item):
-        """Block magnitudes of a weight as numpy; NaN/Inf is an error."""
-        values = keras.ops.convert_to_numpy(item.variable)
-        if not np.all(np.isfinite(values)):
-            raise ValueError(
-                f"Weight {item.name!r} holds {int(np.sum(~np.isfinite(values)))} "
-                "NaN or Inf values; its pruning threshold cannot be "
-                "calibrated. Lower the learning rate or check the inputs."
-            )
-        return masking.block_magnitudes(values, self.block_size).numpy()
+    def advance(self, step, since, before_read):
+        """Asks the rule about `step` (the previous call was about `since`)
+        and applies its update; True if the masks changed.
 
-    def calibrate(self):
-        self.slopes = [
-            self.schedule.calibrate(self._magnitudes(item)) for item in self.items
-        ]
+        `before_read` is called once before the weights are first read
+        (the JAX trainer keeps them outside the variables during `fit`).
+        """
+        read = []
 
-    def advance(self, step, previous):
-        """Updates masks for the steps in (previous, step]; True if it did."""
-        schedule = self.schedule
-        if not self.by_threshold:
-            should_prune, sparsity = schedule(tf.constant(step, tf.int64))
-            if not bool(should_prune):
-                return False
-            zeros, cuts = self.prune_fraction(tf.cast(sparsity, tf.float32))
-            self.zeros, self.thresholds = zeros.numpy(), cuts.numpy()
-            return True
-        if schedule.calibration_mode == "begin" and self.slopes is None:
-            # The live calibrations derive theirs at every update instead.
-            if step < schedule.begin_step:
-                return False
-            self.calibrate()
-        last = min(step, schedule.end_step - 1)
-        last -= last % schedule.frequency
-        if not (last > schedule.begin_step and last > previous):
+        def values():
+            if not read:
+                before_read()
+                read.append(self._values())
+            return read[0]
+
+        def magnitudes():
+            return [masking.block_magnitudes(v, self.block_size) for v in values()]
+
+        update, self.state = self.rule.update(self.state, step, magnitudes, since)
+        if update is None:
             return False
-        if schedule.calibration_mode in LIVE_CALIBRATIONS:
-            thresholds = schedule.live_thresholds(
-                step, [self._magnitudes(item) for item in self.items],
-                self.thresholds)
-        elif schedule.calibrated:
-            thresholds = [schedule.threshold(step, *s) for s in self.slopes]
-        else:
-            thresholds = [schedule.threshold(step)] * len(self.items)
-        self.thresholds = np.asarray(thresholds)
-        self.zeros = self.prune_below(
-            tf.constant(thresholds, tf.float32)
-        ).numpy()
+        self.apply(update, values())
         return True
+
+    def apply(self, update, values):
+        """Applies a `MaskUpdate` to the masks and the weights (`values`, as
+        NumPy arrays: the weights, or with regrowth the shadows): the new
+        masks only lose ones, unless the update regrows."""
+        if len(update.values) != len(self.items):
+            raise ValueError(
+                f"The rule {self.rule!r} returned {len(update.values)} values "
+                f"for a group of {len(self.items)} matrices."
+            )
+        if update.regrow and self.shadows is None:
+            raise ValueError(
+                f"The rule {self.rule!r} asked to regrow without `regrow = True`, "
+                "so no shadow weights were kept."
+            )
+        cuts = []
+        for i, (item, mask, current) in enumerate(zip(self.items, self.masks, values)):
+            # Regrowth starts from a full mask: the shadow decides alone.
+            old = np.ones(current.shape, bool) if update.regrow else masking.to_numpy(mask)
+            if update.kind == "threshold":
+                new = masking.prune_below(current, old, update.values[i], self.block_size)
+                cuts.append(update.values[i])
+            else:
+                new, cut = masking.prune_to_sparsity(
+                    current, old, update.values[i], self.block_size)
+                cuts.append(cut)
+            mask.assign(new)
+            item.variable.assign(np.where(new, current, np.zeros_like(current)))
+            self.zeros[i] = new.size - int(np.count_nonzero(new))
+        self.thresholds = np.asarray(cuts, dtype=np.float64)
 
 
 class GradualPruning(keras.callbacks.Callback):
@@ -210,8 +230,15 @@ class GradualPruning(keras.callbacks.Callback):
 
     The mask is applied as a Keras variable constraint, which the optimizer
     applies right after each update inside the compiled training step (also
-    in custom training loops that use a Keras optimizer); the callback
-    removes it when training ends.
+    in custom training loops that use a Keras optimizer). When training
+    ends the masks are set aside and the constraints left in place with
+    all-ones masks: training the model without the callback prunes
+    nothing, and a second `fit` with it reuses the compiled training step
+    (TensorFlow, PyTorch). The callback runs on every Keras 3
+    backend (TensorFlow, JAX, PyTorch), with `keras.distribution` too; on
+    JAX, whose compiled step holds the masks as constants, the step is
+    compiled again after each mask update (about 20 times in a
+    `for_training` run).
 
     By default every recurrent weight matrix is pruned: the input `kernel`
     and the `recurrent_kernel` of LSTM, GRU and SimpleRNN layers and cells,
@@ -219,17 +246,23 @@ class GradualPruning(keras.callbacks.Callback):
     `StackedRNNCells` and nested models. Biases are never pruned.
 
     The step is the optimizer's iteration counter (`optimizer.iterations`,
-    the number of optimizer steps taken), so a model saved and reloaded
-    mid-ramp continues the schedule. After the optimizer step that brings
-    it to `t`, the schedule is asked about step `t`. A saved model is
-    already sparse: pruned weights are stored as zeros, and a callback
-    starting on such a model takes its zeros as the masks.
+    the number of optimizer steps taken) when training starts, plus the
+    optimizer steps taken since (one per batch, or `steps_per_execution`),
+    so a model saved and reloaded mid-ramp continues the schedule. After the
+    optimizer step that brings it to `t`, the schedule is asked about step
+    `t`. A saved model is already sparse: pruned weights are stored as
+    zeros, and a callback starting on such a model takes its zeros as the
+    masks.
 
-    Two kinds of schedule are accepted:
+    The schedule is a pruning rule (see `tf_gradual_prune.schedules`): it
+    decides when masks change and how much, and the callback applies it.
+    Accepted:
 
     - `RampedThresholdSchedule`: the paper's magnitude threshold, with
       explicit slopes or calibrated per matrix to a target sparsity.
-    - a sparsity schedule with tfmot's calling convention,
+    - any other object with the rule protocol's `init` and `update`.
+    - a sparsity schedule with tfmot's calling convention (wrapped in
+      `schedules.SparsitySchedule`),
       `schedule(step) -> (should_prune, sparsity)`, such as tfmot's own
       `PolynomialDecay` (Zhu & Gupta's AGP) or `ConstantSparsity`: at each
       step it says so, the smallest-magnitude weights of each matrix are
@@ -316,9 +349,9 @@ class GradualPruning(keras.callbacks.Callback):
                 )
             for kind, each in schedule.items():
                 masking._normalise_kinds(kind)
-                _check_schedule(each, f"`schedule[{kind!r}]`")
+                _as_rule(each, f"`schedule[{kind!r}]`")
         else:
-            _check_schedule(schedule, "`schedule`")
+            _as_rule(schedule, "`schedule`")
             masking._normalise_kinds(weights)
         for name, value in (("log_dir", log_dir), ("state_path", state_path)):
             if value is not None and not isinstance(value, (str, os.PathLike)):
@@ -329,6 +362,8 @@ class GradualPruning(keras.callbacks.Callback):
         if log_dir is not None and importlib.util.find_spec("tensorboard") is None:
             # TensorFlow >= 2.18 no longer installs it; `tf.summary` would
             # fail only at the first mask update.
+            import tensorflow as tf
+
             raise ImportError(
                 "`log_dir` writes TensorBoard summaries, which need the "
                 f"tensorboard package (TensorFlow {tf.__version__} does not "
@@ -357,13 +392,11 @@ class GradualPruning(keras.callbacks.Callback):
         """`(schedule, [PrunableWeight, ...])` per group of the last run."""
         return [(g.schedule, g.items) for g in self._groups or []]
 
-    def _step(self):
-        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-
     def on_train_begin(self, logs=None):
         # The set-up waits for the first batch: callbacks that restore the
         # model (BackupAndRestore) run their on_train_begin in any order.
         self._started = False
+        self._batch_begin = None
         self._planned_steps = None
         params = self.params or {}
         if params.get("epochs") and params.get("steps"):
@@ -372,10 +405,14 @@ class GradualPruning(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         if not self._started:
             self._start()
+        self._batch_begin = batch
 
     def _start(self):
         self._started = True
-        step = self._step()
+        # The step is counted from here: JAX's trainer keeps the optimizer's
+        # counter outside its variable during `fit`.
+        step = int(masking.to_numpy(self.model.optimizer.iterations))
+        self._step = step
         if self._model_seen is not self.model:
             # A new model: select its weights and start fresh. The same
             # model again (a second `fit`) keeps masks and calibration.
@@ -397,49 +434,51 @@ class GradualPruning(keras.callbacks.Callback):
                     state = json.load(f)
             self._pending_state = None
             for index, group in enumerate(self._groups):
-                begin = getattr(group.schedule, "begin_step", 0)
                 if state is not None:
                     group.set_state(state["groups"][index])
-                if step > begin:
+                if step > group.rule.begin_step:
                     # Resumed mid-pruning: zeros in the weights are the mask.
                     group.restore_masks()
-                    if (
-                        state is None
-                        and group.by_threshold
-                        and group.schedule.calibration_mode == "begin"
-                    ):
-                        warnings.warn(
-                            f"Training starts at step {step}, after "
-                            f"begin_step={begin}, without the callback's "
-                            "saved state (`state_path` or `set_state`): the "
-                            "slopes are calibrated now, on weights that may "
-                            "already be pruned.",
-                            stacklevel=2,
-                        )
         self._install_constraints()
         self._warn_about_plan(step)
         if self.log_dir is not None:
+            import tensorflow as tf
+
             self._writer = tf.summary.create_file_writer(self.log_dir)
         self._previous = step - 1
         self._advance(step)
 
     def _install_constraints(self):
-        for group in self._groups:
-            for item, mask in zip(group.items, group.masks):
-                current = item.variable.constraint
-                if not (isinstance(current, _MaskConstraint) and current.mask is mask):
-                    item.variable.constraint = _MaskConstraint(mask, current)
-        # `fit` made its step function before this; trace it again with the
-        # constraints in place.
-        self.model.make_train_function(force=True)
+        """Puts each mask on its weight as the weight's constraint, and gives
+        back the masks that `on_train_end` released.
 
-    def _remove_constraints(self):
-        for group in self._groups or []:
-            for item, mask in zip(group.items, group.masks):
+        The constraints stay on the weights between `fit` calls (with
+        all-ones masks, so they change nothing), so that a second `fit`
+        reuses its compiled step: it is traced again only where a
+        constraint is new, or on JAX, whose compiled step holds the masks'
+        values.
+        """
+        new = False
+        for group in self._groups:
+            group.hold()
+            shadows = group.shadows or [None] * len(group.items)
+            for item, mask, shadow in zip(group.items, group.masks, shadows):
                 current = item.variable.constraint
                 if isinstance(current, _MaskConstraint) and current.mask is mask:
-                    item.variable.constraint = current.inner
-        if self.model is not None:
+                    continue
+                if isinstance(current, _MaskConstraint):
+                    current = current.inner  # another run's mask
+                item.variable.constraint = _MaskConstraint(mask, current, shadow)
+                new = True
+        if new or keras.backend.backend() == "jax":
+            self.model.make_train_function(force=True)
+
+    def _release_masks(self):
+        """When training ends: the masks become all ones (kept aside for the
+        next `fit`), so that training without the callback is not pruned."""
+        for group in self._groups or []:
+            group.release()
+        if keras.backend.backend() == "jax" and self.model is not None:
             self.model.make_train_function(force=True)
 
     def _warn_about_plan(self, step):
@@ -456,7 +495,7 @@ class GradualPruning(keras.callbacks.Callback):
         initial_epoch = (self.params or {}).get("initial_epoch", 0) or 0
         planned_end = step + self._planned_steps - initial_epoch * self.params["steps"]
         for group in self._groups:
-            end = getattr(group.schedule, "end_step", None)
+            end = group.rule.end_step
             if end is not None and end > planned_end:
                 warnings.warn(
                     f"The schedule's end_step={end} lies beyond the planned "
@@ -468,16 +507,18 @@ class GradualPruning(keras.callbacks.Callback):
     def get_state(self):
         """The callback's run state, as a JSON-serialisable dict.
 
-        It holds what cannot be recovered from the model: per matrix, the
-        calibrated slopes and the thresholds in force. (The masks are the
-        zeros of the weights, which a saved model already holds.) Give it
-        back with `set_state` before `fit` to resume exactly; `state_path`
-        does this through a file.
+        It holds what cannot be recovered from the model: per group, the
+        names of its matrices and its rule's state (for
+        `RampedThresholdSchedule`, per matrix the calibrated slopes and the
+        thresholds in force; see `schedules`). The masks are the zeros of
+        the weights, which a saved model already holds. Give it back with
+        `set_state` before `fit` to resume exactly; `state_path` does this
+        through a file.
         """
         if not self._groups:
             raise ValueError("No state yet: the callback has not trained a model.")
         return {
-            "format": 1,
+            "format": 2,
             "step": int(self._previous),
             "groups": [group.get_state() for group in self._groups],
         }
@@ -512,16 +553,32 @@ class GradualPruning(keras.callbacks.Callback):
                     )
                 seen[item.name] = index
 
+    def _sync_weights(self):
+        # The JAX trainer holds the training state outside the variables
+        # during `fit`; write it back before the weights are read (the next
+        # step then takes the variables, pruned, as its state).
+        sync = getattr(self.model, "jax_state_sync", None)
+        if sync is not None:
+            sync()
+
     def _advance(self, step):
         updated = False
         for group in self._groups:
-            updated |= group.advance(step, self._previous)
+            updated |= group.advance(step, self._previous, self._sync_weights)
         self._previous = step
+        if updated and keras.backend.backend() == "jax":
+            # A jitted step holds the masks as constants: trace it again.
+            self.model.make_train_function(force=True)
         if updated and self._writer is not None:
             self._write_summaries(step)
 
     def on_train_batch_end(self, batch, logs=None):
-        self._advance(self._step())
+        # One optimizer step per batch, or `steps_per_execution` of them
+        # (Keras reports the first and last batch of the execution).
+        begin = batch if self._batch_begin is None else self._batch_begin
+        self._step += max(batch - begin + 1, 1)
+        self._batch_begin = None
+        self._advance(self._step)
         if logs is not None:
             logs.update(self._summary())
 
@@ -535,7 +592,7 @@ class GradualPruning(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self._started:
             self._save_state()
-            self._remove_constraints()
+            self._release_masks()
         if self._writer is not None:
             self._writer.flush()
             self._writer.close()
@@ -551,6 +608,8 @@ class GradualPruning(keras.callbacks.Callback):
         }
 
     def _write_summaries(self, step):
+        import tensorflow as tf
+
         with self._writer.as_default(step=step):
             for group in self._groups:
                 for item, zeros, size, threshold in zip(

@@ -1,6 +1,11 @@
-"""Optional packages that must match the installed TensorFlow.
+"""Optional packages that must match the installed TensorFlow, and the parts
+that need Keras' TensorFlow backend.
 
-Import it explicitly (`from tf_gradual_prune import compat`). The library
+Import it explicitly (`from tf_gradual_prune import compat`). The pruning
+core (schedules, masking, `GradualPruning`) runs on every Keras 3 backend
+(TensorFlow, JAX, PyTorch); the TFLite export and the CTC recogniser's
+training step are written in TensorFlow and check the backend with
+`require_tensorflow_backend`. The library
 supports TensorFlow 2.16-2.21 (Keras 3). tfmot runs on tf-keras,
 and a tf-keras release works with the TensorFlow of its own minor version
 only. pip keeps the two in step by changing TensorFlow: installing the
@@ -12,6 +17,7 @@ project's constraints files). `require_tfmot` checks the pair at run time.
 
 import importlib.metadata
 
+import keras
 import tensorflow as tf
 
 
@@ -70,3 +76,26 @@ def require_tfmot():
     import tensorflow_model_optimization
 
     return tensorflow_model_optimization
+
+
+def require_tensorflow_backend(what):
+    """Checks that Keras runs on TensorFlow, for a part written in TensorFlow.
+
+    Args:
+        what: String. The part that needs it, for the message.
+
+    Raises:
+        RuntimeError: naming the backend in force and what to do instead:
+            a model saved as `.keras` on any backend loads under the
+            TensorFlow backend (another process, `KERAS_BACKEND=tensorflow`),
+            pruned weights included.
+    """
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise RuntimeError(
+            f"{what} is written for Keras' TensorFlow backend; Keras runs on "
+            f"{backend!r} here (KERAS_BACKEND={backend}). Save the model "
+            "(`model.save('model.keras')`) and continue in a process started "
+            "with KERAS_BACKEND=tensorflow: the `.keras` file loads there "
+            "with its pruned weights."
+        )

@@ -35,6 +35,7 @@ import warnings
 import keras
 import numpy as np
 
+from tf_gradual_prune import compat
 from tf_gradual_prune import files
 from tf_gradual_prune import masking
 from tf_gradual_prune import runtime
@@ -446,6 +447,9 @@ def export_tflite(
             wrong shape, a model the converter cannot convert, or an export
             that does not reproduce Keras; no file is left behind.
         TypeError: for arguments of the wrong type.
+        RuntimeError: if Keras runs on another backend than TensorFlow
+            (save the model as `.keras` and export it from a process with
+            `KERAS_BACKEND=tensorflow`).
 
     Example:
 
@@ -454,6 +458,7 @@ def export_tflite(
     print(report)
     ```
     """
+    compat.require_tensorflow_backend("`export_tflite`")
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"`path` must be a string. Received: path={path!r}")
     path = os.fspath(path)

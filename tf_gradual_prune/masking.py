@@ -320,7 +320,7 @@ def sparsity_table(model, weights="all", layers=None):
     """
     rows = []
     for item in find_prunable_weights(model, weights=weights, layers=layers):
-        values = keras.ops.convert_to_numpy(item.variable)
+        values = to_numpy(item.variable)
         zeros = int(np.count_nonzero(values == 0))
         rows.append(
             {
@@ -356,6 +356,21 @@ def check_block_size(block_size):
     return int(value)
 
 
+def to_numpy(value):
+    """A variable's or tensor's value as a NumPy array, on every backend.
+
+    A JAX array that spans several processes (multi-host
+    `keras.distribution`) is read from this process's first shard: the
+    weights this library reads are replicated, so every process sees the
+    same values.
+    """
+    if isinstance(value, keras.Variable):
+        value = value.value
+    if not getattr(value, "is_fully_addressable", True):
+        value = value.addressable_data(0)
+    return keras.ops.convert_to_numpy(value)
+
+
 def block_magnitudes(weights, block_size):
     """The largest |w| of each block along the input axis (axis -2).
 
@@ -367,34 +382,83 @@ def block_magnitudes(weights, block_size):
     by the weights it has).
 
     Args:
-        weights: A tensor or array of rank >= 2.
+        weights: An array (or a tensor or variable of any Keras backend) of
+            rank >= 2.
         block_size: Integer >= 1.
 
     Returns:
-        A float tensor of shape `(..., ceil(inputs / block_size), outputs)`.
+        A NumPy array of shape `(..., ceil(inputs / block_size), outputs)`,
+        in the dtype of `weights`.
     """
-    import tensorflow as tf
-
-    magnitudes = tf.abs(tf.convert_to_tensor(weights))
+    magnitudes = np.abs(to_numpy(weights))
     if block_size == 1:
         return magnitudes
     shape = magnitudes.shape
     inputs = shape[-2]
     pad = -inputs % block_size
-    paddings = [[0, 0]] * (len(shape) - 2) + [[0, pad], [0, 0]]
-    padded = tf.pad(magnitudes, paddings)
-    blocks = tf.reshape(
-        padded,
-        list(shape[:-2]) + [(inputs + pad) // block_size, block_size, shape[-1]],
-    )
-    return tf.reduce_max(blocks, axis=-2)
+    paddings = [(0, 0)] * (len(shape) - 2) + [(0, pad), (0, 0)]
+    # Magnitudes are >= 0, so zero padding never wins a block's maximum.
+    padded = np.pad(magnitudes, paddings)
+    blocks = padded.reshape(
+        shape[:-2] + ((inputs + pad) // block_size, block_size, shape[-1]))
+    return blocks.max(axis=-2)
 
 
 def expand_blocks(block_mask, block_size, inputs):
-    """A block-level mask repeated back to `inputs` rows along axis -2."""
-    import tensorflow as tf
-
-    block_mask = tf.convert_to_tensor(block_mask)
+    """A block-level mask (NumPy) repeated back to `inputs` rows along axis -2."""
+    block_mask = np.asarray(block_mask)
     if block_size == 1:
         return block_mask
-    return tf.repeat(block_mask, block_size, axis=-2)[..., :inputs, :]
+    return np.repeat(block_mask, block_size, axis=-2)[..., :inputs, :]
+
+
+def prune_below(values, mask, threshold, block_size):
+    """The new mask of one matrix: `mask AND (block magnitude >= threshold)`.
+
+    Args:
+        values: NumPy array, the matrix's weights.
+        mask: Boolean NumPy array of the same shape, the mask so far.
+        threshold: Float. Blocks whose magnitude is below it are pruned (it
+            is compared in the weights' dtype).
+        block_size: Integer >= 1.
+
+    Returns:
+        A boolean NumPy array: masks only lose ones.
+    """
+    scores = block_magnitudes(values, block_size)
+    keep = scores >= np.asarray(threshold, dtype=scores.dtype)
+    return mask & expand_blocks(keep, block_size, values.shape[-2])
+
+
+def prune_to_sparsity(values, mask, sparsity, block_size):
+    """The new mask of one matrix with `sparsity` of its blocks pruned.
+
+    The smallest-magnitude live blocks are pruned until `round(blocks *
+    (1 - sparsity))` remain (ties broken by position); blocks pruned before
+    stay pruned, so a lower `sparsity` than the matrix already has prunes
+    nothing.
+
+    Args:
+        values: NumPy array, the matrix's weights.
+        mask: Boolean NumPy array of the same shape, the mask so far.
+        sparsity: Float in [0, 1].
+        block_size: Integer >= 1.
+
+    Returns:
+        A pair: the new boolean mask, and the largest block magnitude
+        pruned (0.0 if none), which is the threshold this update amounts to.
+    """
+    scores = block_magnitudes(values, block_size)
+    alive = block_magnitudes(mask.astype(scores.dtype), block_size) > 0
+    # Pruned blocks score -1 and sort first, so masks stay monotone.
+    flat = np.where(alive, scores, -np.ones_like(scores)).ravel()
+    count = flat.size
+    # float32 arithmetic and round-half-to-even, as the counts were always made.
+    kept = int(np.round(np.float32(count) * (np.float32(1.0) - np.float32(sparsity))))
+    n_prune = max(count - kept, count - int(np.count_nonzero(alive)))
+    order = np.argsort(flat, kind="stable")[:n_prune]
+    keep = np.ones(count, bool)
+    keep[order] = False
+    new = mask & expand_blocks(keep.reshape(scores.shape), block_size, values.shape[-2])
+    cut = float(max(flat[order].max(), 0.0)) if n_prune else 0.0
+    return new, cut

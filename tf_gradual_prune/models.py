@@ -18,6 +18,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_gradual_prune import compat
+
 
 def speech_model(num_features, vocabulary_size, rnn="gru", units=128, layers=2,
                  conv_filters=128, conv_kernel=7, conv_stride=3, regularizer=None,
@@ -186,6 +188,7 @@ class CTCModel(keras.Model):
             raise ValueError(
                 f"`conv_stride` must be an integer >= 1. Received: conv_stride={conv_stride!r}"
             )
+        compat.require_tensorflow_backend("`CTCModel` (its CTC loss and training step)")
         super().__init__(*args, **kwargs)
         self.conv_stride = int(conv_stride)
         self.loss_tracker = keras.metrics.Mean(name="loss")

@@ -1,18 +1,40 @@
-"""Threshold schedules for gradual pruning.
+"""Pruning rules: when masks change, and how much.
 
-The one schedule here is the ramped magnitude threshold of Narang et al.,
-"Exploring Sparsity in Recurrent Neural Networks" (ICLR 2017, arXiv:1704.05119),
-Algorithm 1. Sparsity-fraction schedules with tfmot's calling convention
-(`tfmot.sparsity.keras.PolynomialDecay`, `ConstantSparsity`, or any callable
-`step -> (should_prune, sparsity)`) are accepted by `GradualPruning` as they are.
+A *pruning rule* owns the schedule of a group of weight matrices; the
+callback (`GradualPruning`) only applies what it decides. In the spirit of
+optax's gradient transformations, a rule keeps no run state of its own: it is
+passed in and returned, explicit and JSON-serialisable, and the callback's
+`get_state` is the rules' state. A rule has
+
+- `begin_step` (masks never change at or before it) and `end_step` (nor at
+  or after it; `None` if unknown);
+- `init(magnitudes) -> state`: the state before training, for the matrices
+  whose block magnitudes (NumPy arrays, see `masking.block_magnitudes`) are
+  given;
+- `update(state, step, magnitudes, since=None) -> (update, state)`: called
+  after the optimizer step that brings the iteration count to `step`, the
+  previous call having been about step `since` (default `step - 1`; larger
+  gaps with `steps_per_execution`). `magnitudes` is a callable that returns
+  the matrices' live block magnitudes, pruned zeros included; the rule calls
+  it only when it needs them. `update` is `None` when no mask changes, else a
+  `MaskUpdate`.
+
+Two rules are built in: `RampedThresholdSchedule`, the ramped magnitude
+threshold of Narang et al., "Exploring Sparsity in Recurrent Neural Networks"
+(ICLR 2017, arXiv:1704.05119), Algorithm 1, with our calibrations; and
+`SparsitySchedule`, which turns a sparsity-fraction schedule with tfmot's
+calling convention (`tfmot.sparsity.keras.PolynomialDecay`,
+`ConstantSparsity`, or any callable `step -> (should_prune, sparsity)`) into a
+rule. `GradualPruning` wraps such callables itself.
 """
 
+import collections
 import math
 import numbers
+import warnings
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 # The paper's timing (`RampedThresholdSchedule.paper`): pruning begins with
 # the second epoch, the ramp at 25% and the end at 50% of the steps.
@@ -41,6 +63,14 @@ LIVE_CALIBRATIONS = ("track", "spread", "geometric")
 
 #: The calibration of a schedule with `target_sparsity` and no `calibration`.
 DEFAULT_CALIBRATION = "geometric"
+
+
+def _latest_update(step, begin_step, end_step, frequency):
+    """The update-step rule, the one place it is written: masks change at the
+    multiples of `frequency` strictly between `begin_step` and `end_step`.
+    Returns the most recent such step at or before `step`, or `None`."""
+    last = min(step, end_step - 1) // frequency * frequency
+    return last if last > begin_step else None
 
 
 def _check_int(name, value, minimum):
@@ -80,6 +110,34 @@ def _check_float(name, value, low, high=None, high_inclusive=False):
             f"`{name}` must be {allowed}. Received: {name}={value}"
         )
     return value
+
+
+#: The kinds of `MaskUpdate`.
+UPDATE_KINDS = ("threshold", "sparsity")
+
+
+class MaskUpdate(
+    collections.namedtuple("MaskUpdate", ["kind", "values", "regrow"])
+):
+    """What one mask update does to each matrix of a rule's group.
+
+    `kind="threshold"`: the blocks of matrix `i` whose magnitude is below
+    `values[i]` are pruned. `kind="sparsity"`: the smallest blocks of matrix
+    `i` are pruned until a share `values[i]` of it is zero. Masks only lose
+    ones (a block pruned before stays pruned), unless `regrow`: then the
+    mask is computed afresh from the magnitudes of the rule's dense shadow
+    weights (a rule with `regrow = True`; see `RampedThresholdSchedule`), so
+    a pruned block whose shadow has grown comes back.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, kind, values, regrow=False):
+        if kind not in UPDATE_KINDS:
+            raise ValueError(
+                f"`kind` must be one of {UPDATE_KINDS}. Received: kind={kind!r}"
+            )
+        return super().__new__(cls, kind, [float(v) for v in values], bool(regrow))
 
 
 @keras.saving.register_keras_serializable(package="tf_gradual_prune")
@@ -152,6 +210,11 @@ class RampedThresholdSchedule:
     `benchmarks/calibration_bench.py` measures where they land;
     `benchmarks/trajectory.py` what each does to the loss along the way.
 
+    As a pruning rule (see the module docstring) its state is, per matrix,
+    the calibrated slopes and the threshold in force; `GradualPruning`
+    saves it (`state_path`) so that training resumed mid-ramp continues
+    exactly.
+
     Calling the schedule follows tfmot's `PruningSchedule` convention:
     `schedule(step)` returns a pair of tensors `(should_update, threshold)`.
     Unlike tfmot's schedules, the second value is a magnitude threshold, not
@@ -187,6 +250,17 @@ class RampedThresholdSchedule:
             (`"track"`), the share pruned (`"spread"`) or the log of the
             share kept (`"geometric"`). `None` means `"geometric"`. Not
             allowed with explicit slopes. Defaults to `None`.
+        regrow: Boolean. Opt-in, beyond the paper: pruned weights may come
+            back, as in dynamic pruning with feedback (Lin et al., ICLR
+            2020). The callback keeps a dense shadow copy of each matrix;
+            the forward pass uses the pruned weights, every optimizer update
+            is also added to the shadow (pruned entries included), and at
+            each update step the mask is computed afresh from the shadow's
+            magnitudes with this schedule's threshold (which still only
+            grows). After `end_step` the mask is fixed. It costs one more
+            copy of the pruned matrices and is not available on the JAX
+            backend; an exact resume restarts the shadow from the weights.
+            Defaults to `False`.
 
     Raises:
         ValueError: for steps out of order, a `frequency` with no update
@@ -217,6 +291,7 @@ class RampedThresholdSchedule:
         target_sparsity=None,
         ramp_slope_ratio=None,
         calibration=None,
+        regrow=False,
     ):
         self.begin_step = _check_int("begin_step", begin_step, 0)
         self.ramp_step = _check_int("ramp_step", ramp_step, 0)
@@ -264,6 +339,11 @@ class RampedThresholdSchedule:
                 f"calibration={calibration!r}, target_sparsity=None"
             )
         self.calibration = calibration
+        if not isinstance(regrow, bool):
+            raise TypeError(
+                f"`regrow` must be True or False. Received: regrow={regrow!r}"
+            )
+        self.regrow = regrow
 
     def _check_slope_choice(self):
         slopes = (self.start_slope, self.ramp_slope)
@@ -408,7 +488,7 @@ class RampedThresholdSchedule:
         if frequency is None:
             frequency = min(max((end - begin) // DEFAULT_UPDATES, 1),
                             PAPER_FREQUENCY)
-            if (end - 1) // frequency * frequency <= begin:
+            if _latest_update(end, begin, end, frequency) is None:
                 raise ValueError(
                     f"The run is too short to prune: {epochs} epoch(s) of "
                     f"{steps_per_epoch} step(s) give {total} optimizer steps, "
@@ -416,7 +496,7 @@ class RampedThresholdSchedule:
                     f"{begin} and {end}, and no step lies there. Train for at "
                     "least 4 steps (better: a few dozen)."
                 )
-        elif (end - 1) // _check_int("frequency", frequency, 1) * frequency <= begin:
+        elif _latest_update(end, begin, end, _check_int("frequency", frequency, 1)) is None:
             raise ValueError(
                 f"No mask update would happen: no multiple of frequency="
                 f"{frequency} lies strictly between begin_step={begin} and "
@@ -453,18 +533,22 @@ class RampedThresholdSchedule:
             return PAPER_RAMP_SLOPE_RATIO
         return self.ramp_slope_ratio
 
+    def latest_update(self, step):
+        """The most recent mask update step at or before `step`, or `None`.
+
+        The one rule for when masks change: at the multiples of `frequency`
+        strictly between `begin_step` and `end_step`.
+        """
+        return _latest_update(step, self.begin_step, self.end_step, self.frequency)
+
     @property
     def last_update_step(self):
         """The last step at which the mask changes, or `None` if none does."""
-        last = (self.end_step - 1) // self.frequency * self.frequency
-        return last if last > self.begin_step else None
+        return self.latest_update(self.end_step)
 
     def is_update_step(self, step):
         """Whether the mask is updated after optimizer step `step`."""
-        return (
-            self.begin_step < step < self.end_step
-            and step % self.frequency == 0
-        )
+        return step >= 0 and self.latest_update(step) == step
 
     def slopes(self, quantile=None):
         """The slopes (θ, φ) in force for one weight matrix.
@@ -527,11 +611,10 @@ class RampedThresholdSchedule:
         return self.slopes(float(np.quantile(magnitudes, self.target_sparsity)))
 
     def _unit_threshold(self, step, start_slope, ramp_slope):
-        """The threshold in force after `step` (floats, the formula)."""
-        if step <= self.begin_step:
-            return 0.0
-        last = min(step, self.end_step - 1) // self.frequency * self.frequency
-        if last <= self.begin_step:
+        """The threshold in force after `step`: the formula, the one place
+        it is written."""
+        last = self.latest_update(step)
+        if last is None:
             return 0.0
         if last < self.ramp_step:
             return start_slope * (last - self.begin_step + 1) / self.frequency
@@ -631,37 +714,89 @@ class RampedThresholdSchedule:
         `calibration="track"` it is `ramp_fraction(step)`, exactly 1 at the
         last update. With `"spread"` and `"geometric"` the second value is
         the sparsity the update aims for, `sparsity_goal(ramp_fraction(step))`.
+        `step` is a Python integer or a scalar tensor of any backend (not a
+        symbolic one: the value is computed in Python).
         """
-        step = tf.cast(step, tf.int64)
-        should_update = tf.logical_and(
-            tf.logical_and(step > self.begin_step, step < self.end_step),
-            tf.equal(step % self.frequency, 0),
+        step = int(keras.ops.convert_to_numpy(step))
+        if not self.calibrated:
+            value = self.threshold(max(step, 0))
+        elif self.calibration_mode == "begin":
+            value = self._unit_threshold(step, *self.slopes(1.0))
+        elif self.calibration_mode == "track":
+            value = self.ramp_fraction(step)
+        else:
+            value = self.sparsity_goal(self.ramp_fraction(step))
+        return (
+            keras.ops.convert_to_tensor(self.is_update_step(step)),
+            keras.ops.convert_to_tensor(value, dtype="float32"),
         )
-        slopes = self.slopes(1.0) if self.calibrated else self.slopes()
-        last = (
-            tf.minimum(step, self.end_step - 1)
-            // self.frequency
-            * self.frequency
-        )
-        last_f = tf.cast(last, tf.float64)
-        ramped = tf.where(
-            last < self.ramp_step,
-            slopes[0] * (last_f - self.begin_step + 1),
-            slopes[0] * (self.ramp_step - self.begin_step + 1)
-            + slopes[1] * (last_f - self.ramp_step + 1),
-        ) / self.frequency
+
+    def init(self, magnitudes):
+        """The rule's state before training (see the module docstring).
+
+        Args:
+            magnitudes: List of arrays, the block magnitudes of the matrices
+                this schedule will prune (only their number is used).
+
+        Returns:
+            A dict: `"slopes"`, per matrix `[θ, φ]` once calibrated
+            (`calibration="begin"`; else `None`), and `"thresholds"`, per
+            matrix the threshold in force (0 before the first update).
+        """
+        return {"slopes": None, "thresholds": [0.0] * len(magnitudes)}
+
+    def update(self, state, step, magnitudes, since=None):
+        """One call of the rule after optimizer step `step`.
+
+        With `calibration="begin"` the slopes are calibrated at the first
+        call at or after `begin_step` (it warns if that call comes later than
+        `begin_step`: training resumed without the saved state calibrates on
+        weights that may already be pruned). The masks change if an update
+        step lies in `(since, step]`; the thresholds are those of
+        `threshold` (explicit or `"begin"`-calibrated slopes) or of
+        `live_thresholds` (the live calibrations).
+
+        Args:
+            state: Dict, from `init` or the previous `update`.
+            step: Integer >= 0. The optimizer's iteration count.
+            magnitudes: Callable with no arguments that returns the
+                matrices' live block magnitudes (list of arrays).
+            since: Integer or `None`. The step of the previous call;
+                `None` means `step - 1`.
+
+        Returns:
+            A pair `(update, state)`: `None` or a `MaskUpdate` of kind
+            `"threshold"`, and the new state.
+        """
+        step = _check_int("step", step, 0)
+        since = step - 1 if since is None else since
+        slopes = state["slopes"]
+        if self.calibration_mode == "begin" and slopes is None:
+            if step < self.begin_step:
+                return None, state
+            if since >= self.begin_step:
+                warnings.warn(
+                    f"Training starts at step {step}, after "
+                    f"begin_step={self.begin_step}, without the callback's "
+                    "saved state (`state_path` or `set_state`): the slopes "
+                    "are calibrated now, on weights that may already be "
+                    "pruned.",
+                    stacklevel=4,
+                )
+            slopes = [list(self.calibrate(m)) for m in magnitudes()]
+            state = dict(state, slopes=slopes)
+        last = self.latest_update(step)
+        if last is None or last <= since:
+            return None, state
         if self.calibration_mode in LIVE_CALIBRATIONS:
-            ramped = ramped / self._unit_threshold(
-                self.last_update_step, *slopes
-            )
-        if self.calibration_mode == "spread":
-            ramped = ramped * self.target_sparsity
-        elif self.calibration_mode == "geometric":
-            ramped = 1.0 - tf.pow(
-                tf.constant(1.0 - self.target_sparsity, tf.float64), ramped
-            )
-        threshold = tf.where(last > self.begin_step, ramped, 0.0)
-        return should_update, tf.cast(threshold, tf.float32)
+            thresholds = self.live_thresholds(
+                step, magnitudes(), state["thresholds"])
+        elif self.calibrated:
+            thresholds = [self.threshold(step, *each) for each in slopes]
+        else:
+            thresholds = [self.threshold(step)] * len(state["thresholds"])
+        update = MaskUpdate("threshold", thresholds, regrow=self.regrow)
+        return update, dict(state, thresholds=update.values)
 
     def get_config(self):
         return {
@@ -674,6 +809,7 @@ class RampedThresholdSchedule:
             "target_sparsity": self.target_sparsity,
             "ramp_slope_ratio": self.ramp_slope_ratio,
             "calibration": self.calibration,
+            "regrow": self.regrow,
         }
 
     @classmethod
@@ -690,6 +826,74 @@ class RampedThresholdSchedule:
 
     def __repr__(self):
         args = ", ".join(
-            f"{k}={v!r}" for k, v in self.get_config().items() if v is not None
+            f"{k}={v!r}" for k, v in self.get_config().items()
+            if v is not None and not (k == "regrow" and v is False)
         )
         return f"{type(self).__name__}({args})"
+
+
+class SparsitySchedule:
+    """A sparsity schedule with tfmot's calling convention, as a pruning rule.
+
+    `schedule(step) -> (should_prune, sparsity)`: at each step for which it
+    says so, the smallest-magnitude blocks of each matrix are pruned until
+    `sparsity` of it is zero (masks still only lose ones, so a schedule that
+    asks for less sparsity later prunes nothing more). Only the step of each
+    call is asked about (with `steps_per_execution` > 1 an update step in
+    between is not seen). `GradualPruning` wraps such callables in this
+    class itself; the rule's state is empty (the schedule is a function of
+    the step).
+
+    Args:
+        schedule: Callable `step -> (should_prune, sparsity)`, e.g. tfmot's
+            `PolynomialDecay` (Zhu & Gupta's AGP) or `ConstantSparsity`.
+            It is called with a Python integer; it may return Python values,
+            NumPy values or eager tensors of any backend.
+
+    Raises:
+        TypeError: if `schedule` is not callable.
+
+    Example:
+
+    ```python
+    agp = tfmot.sparsity.keras.PolynomialDecay(
+        0.0, 0.9, begin_step=100, end_step=1000, frequency=50)
+    model.fit(x, y, epochs=10,
+              callbacks=[tf_gradual_prune.GradualPruning(agp)])
+    ```
+    """
+
+    def __init__(self, schedule):
+        if not callable(schedule):
+            raise TypeError(
+                "`schedule` must be callable as `schedule(step) -> "
+                f"(should_prune, sparsity)`. Received: schedule={schedule!r} "
+                f"(of type {type(schedule).__name__})"
+            )
+        self.schedule = schedule
+
+    @property
+    def begin_step(self):
+        """The wrapped schedule's `begin_step` (0 if it has none)."""
+        return getattr(self.schedule, "begin_step", 0)
+
+    @property
+    def end_step(self):
+        """The wrapped schedule's `end_step` (`None` if it has none)."""
+        return getattr(self.schedule, "end_step", None)
+
+    def init(self, magnitudes):
+        return {}
+
+    def update(self, state, step, magnitudes, since=None):
+        """Asks the schedule about `step`; returns `(update, state)` with a
+        `MaskUpdate` of kind `"sparsity"` (the same share for every matrix)
+        or `None`."""
+        should_prune, sparsity = self.schedule(step)
+        if not bool(np.asarray(should_prune)):
+            return None, state
+        count = len(magnitudes()) if callable(magnitudes) else len(magnitudes)
+        return MaskUpdate("sparsity", [float(np.asarray(sparsity))] * count), state
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.schedule!r})"
