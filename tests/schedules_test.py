@@ -493,3 +493,14 @@ def test_sparsity_schedule_wraps_a_tfmot_style_callable():
     assert (plain.begin_step, plain.end_step) == (0, None)
     with pytest.raises(TypeError, match="schedule=3"):
         schedules.SparsitySchedule(3)
+
+
+def test_regrow_is_a_serialised_boolean_that_reaches_the_updates():
+    schedule = RampedThresholdSchedule(0, 10, 20, 5, target_sparsity=0.9, regrow=True)
+    assert RampedThresholdSchedule.from_config(schedule.get_config()) == schedule
+    assert "regrow=True" in repr(schedule)
+    assert "regrow" not in repr(RampedThresholdSchedule(0, 10, 20, 5, target_sparsity=0.9))
+    update, _ = schedule.update(schedule.init([np.ones(4)]), 5, lambda: [np.arange(4.0)])
+    assert update.regrow
+    with pytest.raises(TypeError, match="regrow=1"):
+        RampedThresholdSchedule(0, 10, 20, 5, target_sparsity=0.9, regrow=1)
