@@ -130,9 +130,6 @@ class _Group:
         self.zeros = self.sizes - np.array(
             [int(np.count_nonzero(masking.to_numpy(m))) for m in self.masks]
         )
-        self.thresholds = np.asarray(
-            self.state.get("thresholds", self.thresholds), dtype=np.float64
-        )
 
     def release(self):
         """Keeps the masks aside and sets them to ones (see `hold`)."""
