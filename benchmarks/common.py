@@ -84,7 +84,8 @@ def default_recipe():
     from tf_gradual_prune import schedules
 
     return {"timing": list(schedules.DEFAULT_TIMING), "updates": schedules.DEFAULT_UPDATES,
-            "calibration": schedules.DEFAULT_CALIBRATION}
+            "calibration": schedules.DEFAULT_CALIBRATION,
+            "allocation": schedules.DEFAULT_ALLOCATION}
 
 
 def finished_rows(path, settings, same_run, key=lambda row: row["name"]):

@@ -34,6 +34,8 @@ SECTIONS = [
     ("compare", "Pruning methods side by side (speech task)"),
     ("compare_1000", "Pruning methods side by side at a 1,000-step budget (speech task)"),
     ("classify", "Beyond FSDD: JapaneseVowels sequence classification, every method"),
+    ("classify_ItalyPowerDemand", "Allocation: ItalyPowerDemand, one input feature "
+                                  "(validation for the default's allocation)"),
     ("sensitivity", "Sensitivity of the ramped threshold to its hyperparameters (speech task)"),
     ("lm", "Beyond speech: Penn Treebank word-level language model (perplexity)"),
     ("calibration", "Calibration: does the ramp land on the target sparsity?"),

@@ -193,10 +193,11 @@ def seeded_start(task, units, seed, regularizer=None):
 
 
 def pruning_schedule(method, epochs, steps, target, frequency=20, rounds=3, timing=None,
-                     ramp_slope_ratio=None, calibration=None, regrow=False):
+                     ramp_slope_ratio=None, calibration=None, options=None):
     """The schedule of one of `METHODS` (see `run_one`) for `epochs` of
-    `steps` optimizer steps; None for `"dense"`. `regrow` applies to
-    `"default"` only (the same schedule with `regrow=True`)."""
+    `steps` optimizer steps; None for `"dense"`. `options` (a dict of
+    `RampedThresholdSchedule` arguments, e.g. `{"regrow": True}`) apply to
+    `"default"` only: its schedule with them changed."""
     import tensorflow_model_optimization as tfmot
 
     import tf_gradual_prune as tgp
@@ -204,9 +205,9 @@ def pruning_schedule(method, epochs, steps, target, frequency=20, rounds=3, timi
     total = epochs * steps
     if method == "default":
         schedule = tgp.RampedThresholdSchedule.for_training(epochs, steps, target_sparsity=target)
-        if regrow:
+        if options:
             schedule = tgp.RampedThresholdSchedule.from_config(
-                dict(schedule.get_config(), regrow=True))
+                dict(schedule.get_config(), **options))
         return schedule
     if method == "ramped" and timing is None:
         return tgp.RampedThresholdSchedule.paper(
@@ -244,7 +245,7 @@ def recovery_decay(schedule, total, rate=1e-3):
 
 def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, verbose=2,
             method=None, rounds=3, l1=1e-5, timing=None, ramp_slope_ratio=None,
-            calibration=None, trace=False, decay=False, regrow=False):
+            calibration=None, trace=False, decay=False, options=None):
     """Trains one recogniser; returns a result row.
 
     Methods (`target` is the final sparsity of the recurrent kernels):
@@ -269,8 +270,9 @@ def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, 
     - `"l1"`: an L1 penalty (`l1`) on the recurrent kernels throughout, pruned
       once to the target at 80% of the budget, fine-tuned for the rest.
 
-    With `regrow` (method `"default"` only), the default schedule with
-    `regrow=True`: masks recomputed from dense shadow weights.
+    With `options` (method `"default"` only), the default schedule with
+    these arguments changed (e.g. `{"regrow": True}`: masks recomputed from
+    dense shadow weights; `{"allocation": "erk"}`); the row records them.
 
     With `decay`, the learning rate stays 1e-3 until the schedule's last mask
     update (a dense model: 70% of the budget, where the default's last cut
@@ -293,7 +295,7 @@ def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, 
         task, units, seed, keras.regularizers.L1(l1) if method == "l1" else None)
     total_epochs = epochs + (rounds * (epochs // 2) if method == "prune_retrain" else 0)
     schedule = pruning_schedule(method, epochs, steps, target, frequency, rounds, timing,
-                                ramp_slope_ratio, calibration, regrow)
+                                ramp_slope_ratio, calibration, options)
     model.compile(optimizer=keras.optimizers.Adam(
         recovery_decay(schedule, total_epochs * steps) if decay else 1e-3))
     callbacks = [] if schedule is None else [tgp.GradualPruning(schedule, block_size=block_size)]
@@ -316,8 +318,7 @@ def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, 
         row["schedule"] = repr(schedule)
     if decay:
         row["decay"] = True
-    if regrow:
-        row["regrow"] = True
+    row.update(options or {})
     if method == "default":
         row["recipe"] = common.default_recipe()
     if trace:

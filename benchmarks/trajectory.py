@@ -73,7 +73,12 @@ VARIANTS = [
     ("default, decay", {"method": "default", "decay": True}),
     # Regrowth (opt-in): the default's schedule, masks recomputed at every
     # update from a dense shadow that every optimizer update also reaches.
-    ("default, regrow", {"method": "default", "regrow": True}),
+    ("default, regrow", {"method": "default", "options": {"regrow": True}}),
+    # Allocation among the matrices: each keeps a share proportional to
+    # sum(shape) / prod(shape) (Erdős-Rényi), the group at the target.
+    ("default, erk", {"method": "default", "options": {"allocation": "erk"}}),
+    # ... or by LAMP scores (Lee et al. 2021), from the live magnitudes.
+    ("default, lamp", {"method": "default", "options": {"allocation": "lamp"}}),
 ]
 SAME_RUN = ("data_dir", "held_out", "epochs", "units", "train_size", "test_size",
             "max_digits", "frequency", "quick")

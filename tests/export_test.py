@@ -34,7 +34,9 @@ def pruned_model(block_size, target=0.9):
             ]
         )
     )
-    schedule = RampedThresholdSchedule(2, 4, 12, 2, target_sparsity=target)
+    # "uniform": every matrix at the target, so every one is worth storing sparse.
+    schedule = RampedThresholdSchedule(2, 4, 12, 2, target_sparsity=target,
+                                       allocation="uniform")
     callback = GradualPruning(schedule, weights="all", block_size=block_size)
     model.fit(X, Y, batch_size=8, epochs=2, verbose=0, callbacks=[callback])
     return model

@@ -186,7 +186,8 @@ MIRRORED = textwrap.dedent(
                                       keras.layers.Dense(3)])
             model.compile(keras.optimizers.SGD(0.1),
                           keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        schedule = tgp.RampedThresholdSchedule(6, 24, 60, 3, target_sparsity=0.8)
+        schedule = tgp.RampedThresholdSchedule(6, 24, 60, 3, target_sparsity=0.8,
+                                               allocation="uniform")
         model.fit(x, y, batch_size=8, epochs=6, shuffle=False, verbose=0,
                   callbacks=[tgp.GradualPruning(schedule)])
         out = []

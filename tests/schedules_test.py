@@ -504,3 +504,95 @@ def test_regrow_is_a_serialised_boolean_that_reaches_the_updates():
     assert update.regrow
     with pytest.raises(TypeError, match="regrow=1"):
         RampedThresholdSchedule(0, 10, 20, 5, target_sparsity=0.9, regrow=1)
+
+
+@pytest.mark.parametrize(
+    "shapes, target",
+    [
+        ([(12, 256), (64, 256)], 0.98),
+        ([(1, 256), (64, 256)], 0.98),  # the small kernel ends up dense
+        ([(1, 4), (64, 256), (64, 256)], 0.5),
+        ([(40, 384), (128, 384), (256, 384), (128, 384)], 0.9),
+        ([(3, 3, 8, 16), (16, 10)], 0.7),
+    ],
+)
+def test_erk_allocation_keeps_the_group_at_the_target(shapes, target):
+    def allocate(shapes, target, allocation):
+        return schedules.allocate([np.ones(s) for s in shapes], target, allocation)
+    sizes = np.array([np.prod(s) for s in shapes], float)
+    targets = np.array(allocate(shapes, target, "erk"))
+    assert np.all((targets >= 0) & (targets < 1))
+    assert np.sum(targets * sizes) / sizes.sum() == pytest.approx(target, abs=1e-9)
+    kept = (1 - targets) * sizes
+    free = targets > 0
+    # Where no matrix is dense, the kept share follows sum(shape) / prod(shape).
+    density = (1 - targets[free]) / (np.array([sum(s) for s in shapes])[free] / sizes[free])
+    assert np.allclose(density, density[0])
+    assert kept.sum() == pytest.approx((1 - target) * sizes.sum())
+    assert allocate(shapes, target, "uniform") == [target] * len(shapes)
+
+
+def test_erk_allocation_of_one_matrix_or_no_sparsity_is_uniform():
+    def allocate(shapes, target, allocation):
+        return schedules.allocate([np.ones(s) for s in shapes], target, allocation)
+    assert allocate([(64, 256)], 0.9, "erk") == [0.9]
+    assert allocate([(1, 4), (64, 256)], 0.0, "erk") == [0.0, 0.0]
+    with pytest.raises(ValueError, match="allocation='er'"):
+        allocate([(2, 2)], 0.5, "er")
+    with pytest.raises(ValueError, match="target_sparsity=1.0"):
+        allocate([(2, 2)], 1.0, "erk")
+
+
+def test_allocation_is_serialised_validated_and_only_with_a_target():
+    schedule = RampedThresholdSchedule(0, 10, 20, 5, target_sparsity=0.9, allocation="erk")
+    assert RampedThresholdSchedule.from_config(schedule.get_config()) == schedule
+    assert "allocation='erk'" in repr(schedule)
+    assert schedule.allocation_mode == "erk"
+    plain = RampedThresholdSchedule(0, 10, 20, 5, target_sparsity=0.9)
+    assert "allocation" not in repr(plain)
+    assert plain.allocation_mode == schedules.DEFAULT_ALLOCATION
+    assert explicit().allocation_mode is None
+    with pytest.raises(ValueError, match="allocation='even'"):
+        RampedThresholdSchedule(0, 10, 20, 5, target_sparsity=0.9, allocation="even")
+    with pytest.raises(ValueError, match="only with `target_sparsity`"):
+        explicit(allocation="erk")
+
+
+@pytest.mark.parametrize("calibration", ["begin", "track", "spread", "geometric"])
+def test_every_calibration_aims_each_matrix_at_its_allocated_share(calibration):
+    rng = np.random.default_rng(0)
+    matrices = [rng.normal(size=(2, 64)), rng.normal(size=(32, 64))]
+    magnitudes = [np.abs(m) for m in matrices]
+    schedule = RampedThresholdSchedule(
+        0, 10, 20, 2, target_sparsity=0.95, calibration=calibration, allocation="erk")
+    targets = schedule.matrix_targets(magnitudes)
+    assert targets[0] < 0.95 < targets[1]
+    state = schedule.init(magnitudes)
+    for step in range(21):
+        _, state = schedule.update(state, step, lambda: magnitudes)
+    final = [np.mean(m < t) for m, t in zip(magnitudes, state["thresholds"])]
+    tolerance = 0.06 if calibration == "begin" else 0.01
+    for got, wanted in zip(final, targets):
+        assert got == pytest.approx(wanted, abs=tolerance)
+
+
+def test_lamp_allocation_prunes_the_lowest_lamp_scores_of_the_group():
+    rng = np.random.default_rng(3)
+    matrices = [np.abs(rng.normal(size=(3, 8))), np.abs(rng.standard_t(2, size=(6, 8)))]
+    target = 0.75
+
+    def scores(values):  # Lee et al.'s definition, written out weight by weight
+        flat = values.ravel()
+        return [w * w / sum(v * v for v in flat if v >= w) for w in flat]
+
+    everything = sorted((s, i) for i, m in enumerate(matrices) for s in scores(m))
+    pruned = int(round(target * sum(m.size for m in matrices)))
+    counts = [sum(1 for _, i in everything[:pruned] if i == j) for j in range(2)]
+    shares = schedules.allocate(matrices, target, "lamp")
+    assert [round(s * m.size) for s, m in zip(shares, matrices)] == counts
+    # Scale-free per matrix: a matrix's units do not move the shares.
+    assert schedules.allocate([matrices[0] * 100, matrices[1]], target, "lamp") == shares
+    # Pruned zeros score lowest: they stay inside the pruned share.
+    zeroed = [np.where(matrices[0] < np.quantile(matrices[0], 0.5), 0, matrices[0]),
+              matrices[1]]
+    assert schedules.allocate(zeroed, target, "lamp")[0] >= 0.5

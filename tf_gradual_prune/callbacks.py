@@ -256,7 +256,8 @@ class GradualPruning(keras.callbacks.Callback):
     Accepted:
 
     - `RampedThresholdSchedule`: the paper's magnitude threshold, with
-      explicit slopes or calibrated per matrix to a target sparsity.
+      explicit slopes or calibrated to a target sparsity of its group of
+      matrices (shared out among them by its `allocation`).
     - any other object with the rule protocol's `init` and `update`.
     - a sparsity schedule with tfmot's calling convention (wrapped in
       `schedules.SparsitySchedule`),
