@@ -542,3 +542,19 @@ def test_erk_allocation_keeps_more_of_the_input_kernel_and_the_layer_at_target()
     wanted = schedules.allocate([np.ones((4, 64)), np.ones((16, 64))], 0.9, "erk")
     for kind, target in zip(("input", "recurrent"), wanted):
         assert np.allclose(by_kind[kind], target, atol=0.02), (kind, by_kind[kind], target)
+
+
+def test_one_schedule_over_two_kinds_holds_its_target_for_each_kind():
+    # A small LSTM and a larger Dense head: "lamp" shares the target out
+    # within each kind, so the head is not pruned harder for its size.
+    model = compile_model(keras.Sequential([
+        keras.Input(X.shape[1:]), L.LSTM(8), L.Dense(64), L.Dense(3)]))
+    schedule = RampedThresholdSchedule(2, 6, 12, 2, target_sparsity=0.8)
+    pruning = GradualPruning(schedule, weights=["recurrent", "dense"])
+    fit(model, [pruning], epochs=3)
+    assert [[i.kind for i in items] for _, items in pruning.groups] == [
+        ["recurrent", "recurrent"], ["dense", "dense"]]
+    for kind in ("recurrent", "dense"):
+        assert sparsity_table(model, weights=kind).sparsity == pytest.approx(0.8, abs=0.01)
+    state = pruning.get_state()
+    assert len(state["groups"]) == 2

@@ -130,8 +130,10 @@ def test_get_and_set_state_round_trip_and_errors(tmp_path):
         GradualPruning(schedule("begin")).get_state()
     with pytest.raises(ValueError, match="state=3"):
         GradualPruning(schedule("begin")).set_state(3)
+    mismatched = GradualPruning(schedule("begin"))
+    mismatched.set_state({"groups": [{}, {}]})
     with pytest.raises(ValueError, match="2 group"):
-        GradualPruning(schedule("begin")).set_state({"groups": [{}, {}]})
+        fit(build(), [mismatched], 1)
     with pytest.raises(TypeError, match="state_path=5"):
         GradualPruning(schedule("begin"), state_path=5)
 

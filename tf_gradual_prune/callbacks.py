@@ -282,7 +282,9 @@ class GradualPruning(keras.callbacks.Callback):
         weights: String, list of strings or `None`. The kinds of matrix
             the single `schedule` prunes: any of `"recurrent"`, `"dense"`,
             `"conv"`, `"embedding"`, or `"all"`. `None` means
-            `"recurrent"`. Not allowed with a dict `schedule` (its keys
+            `"recurrent"`. A schedule's target holds for each kind
+            separately (its `allocation` shares it out among the matrices
+            of one kind). Not allowed with a dict `schedule` (its keys
             choose). Defaults to `None`.
         layers: List of layer names or layers, or `None`. Restricts pruning
             to matrices inside these layers. Defaults to `None`.
@@ -387,7 +389,8 @@ class GradualPruning(keras.callbacks.Callback):
 
     @property
     def groups(self):
-        """`(schedule, [PrunableWeight, ...])` per group of the last run."""
+        """`(schedule, [PrunableWeight, ...])` per group of the last run:
+        one group per schedule and kind of weight it prunes."""
         return [(g.schedule, g.items) for g in self._groups or []]
 
     def on_train_begin(self, logs=None):
@@ -414,16 +417,21 @@ class GradualPruning(keras.callbacks.Callback):
         if self._model_seen is not self.model:
             # A new model: select its weights and start fresh. The same
             # model again (a second `fit`) keeps masks and calibration.
-            self._groups = [
-                _Group(
-                    schedule,
-                    masking.find_prunable_weights(
-                        self.model, weights=kinds, layers=self.layers
-                    ),
-                    self.block_size,
+            # One group per schedule and kind of weight: a schedule's
+            # target holds for each kind it prunes (recurrent, dense, ...),
+            # and its allocation shares it out within the kind.
+            self._groups = []
+            for kinds, schedule in self._group_specs():
+                selected = masking.find_prunable_weights(
+                    self.model, weights=kinds, layers=self.layers
                 )
-                for kinds, schedule in self._group_specs()
-            ]
+                by_kind = {}
+                for item in selected:
+                    by_kind.setdefault(item.kind, []).append(item)
+                self._groups += [
+                    _Group(schedule, items, self.block_size)
+                    for items in (by_kind.values() or [selected])
+                ]
             self._check_overlap()
             self._model_seen = self.model
             state = self._pending_state
@@ -431,6 +439,13 @@ class GradualPruning(keras.callbacks.Callback):
                 with open(self.state_path) as f:
                     state = json.load(f)
             self._pending_state = None
+            if state is not None and len(state["groups"]) != len(self._groups):
+                raise ValueError(
+                    f"The saved state has {len(state['groups'])} group(s); "
+                    f"this callback has {len(self._groups)} on this model (one "
+                    "per schedule and kind of weight it prunes): "
+                    f"{[[i.name for i in g.items] for g in self._groups]}"
+                )
             for index, group in enumerate(self._groups):
                 if state is not None:
                     group.set_state(state["groups"][index])
@@ -527,11 +542,6 @@ class GradualPruning(keras.callbacks.Callback):
             raise ValueError(
                 "`state` must be a dict from `get_state()`. Received: "
                 f"state={state!r}"
-            )
-        if len(state["groups"]) != len(self._group_specs()):
-            raise ValueError(
-                f"`state` has {len(state['groups'])} group(s); this callback "
-                f"has {len(self._group_specs())}."
             )
         self._pending_state = state
         self._model_seen = None
