@@ -434,33 +434,28 @@ class RampedThresholdSchedule:
                 "`ramp_slope_ratio` must be > 0. Received: ramp_slope_ratio=0.0"
             )
         self._check_slope_choice()
-        if calibration is not None and calibration not in CALIBRATIONS:
-            raise ValueError(
-                f"`calibration` must be one of {CALIBRATIONS} or None. "
-                f"Received: calibration={calibration!r}"
-            )
-        if calibration is not None and self.target_sparsity is None:
-            raise ValueError(
-                "`calibration` applies only with `target_sparsity`. Received: "
-                f"calibration={calibration!r}, target_sparsity=None"
-            )
-        self.calibration = calibration
-        if allocation is not None and allocation not in ALLOCATIONS:
-            raise ValueError(
-                f"`allocation` must be one of {ALLOCATIONS} or None. "
-                f"Received: allocation={allocation!r}"
-            )
-        if allocation is not None and self.target_sparsity is None:
-            raise ValueError(
-                "`allocation` applies only with `target_sparsity`. Received: "
-                f"allocation={allocation!r}, target_sparsity=None"
-            )
-        self.allocation = allocation
+        self.calibration = self._check_option("calibration", calibration, CALIBRATIONS)
+        self.allocation = self._check_option("allocation", allocation, ALLOCATIONS)
         if not isinstance(regrow, bool):
             raise TypeError(
                 f"`regrow` must be True or False. Received: regrow={regrow!r}"
             )
         self.regrow = regrow
+
+    def _check_option(self, name, value, allowed):
+        """A choice among `allowed` (or `None`) that applies only with
+        `target_sparsity`."""
+        if value is not None and value not in allowed:
+            raise ValueError(
+                f"`{name}` must be one of {allowed} or None. "
+                f"Received: {name}={value!r}"
+            )
+        if value is not None and self.target_sparsity is None:
+            raise ValueError(
+                f"`{name}` applies only with `target_sparsity`. Received: "
+                f"{name}={value!r}, target_sparsity=None"
+            )
+        return value
 
     def _check_slope_choice(self):
         slopes = (self.start_slope, self.ramp_slope)
