@@ -272,7 +272,8 @@ WORKER = textwrap.dedent(
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).with_options(options)
     data = strategy.experimental_distribute_dataset(data)
-    callback = tgp.GradualPruning(tgp.RampedThresholdSchedule(6, 24, 60, 3, target_sparsity=0.8))
+    callback = tgp.GradualPruning(tgp.RampedThresholdSchedule(
+        6, 24, 60, 3, target_sparsity=0.8, allocation="uniform"))
     callback.set_model(model)
     callback.on_train_begin()
     for epoch in range(6):
