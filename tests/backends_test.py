@@ -50,7 +50,8 @@ COMMON = textwrap.dedent(
         ]))
 
     def prune(model, x=X, y=Y, batch_size=8):
-        schedule = tgp.RampedThresholdSchedule(6, 24, 60, 3, target_sparsity=0.8)
+        schedule = tgp.RampedThresholdSchedule(6, 24, 60, 3, target_sparsity=0.8,
+                                               allocation="uniform")
         model.fit(x, y, batch_size=batch_size, epochs=6, shuffle=False, verbose=0,
                   callbacks=[tgp.GradualPruning(schedule)])
         return model
