@@ -122,6 +122,15 @@ def _check_float(name, value, low, high=None, high_inclusive=False):
     return value
 
 
+def _check_choice(name, value, allowed, none_allowed=False):
+    if not (value in allowed or (none_allowed and value is None)):
+        raise ValueError(
+            f"`{name}` must be one of {allowed}{' or None' if none_allowed else ''}. "
+            f"Received: {name}={value!r}"
+        )
+    return value
+
+
 def allocate(magnitudes, target_sparsity, allocation="uniform"):
     """Per-matrix sparsities whose weighted mean is `target_sparsity`.
 
@@ -153,11 +162,7 @@ def allocate(magnitudes, target_sparsity, allocation="uniform"):
         A list of floats in [0, 1), one per matrix.
     """
     target_sparsity = _check_float("target_sparsity", target_sparsity, 0.0, 1.0)
-    if allocation not in ALLOCATIONS:
-        raise ValueError(
-            f"`allocation` must be one of {ALLOCATIONS}. "
-            f"Received: allocation={allocation!r}"
-        )
+    _check_choice("allocation", allocation, ALLOCATIONS)
     shapes = [np.shape(m) for m in magnitudes]
     sizes = np.array([math.prod(s) for s in shapes], dtype=np.float64)
     if allocation == "uniform" or len(shapes) < 2 or target_sparsity == 0.0:
@@ -445,11 +450,7 @@ class RampedThresholdSchedule:
     def _check_option(self, name, value, allowed):
         """A choice among `allowed` (or `None`) that applies only with
         `target_sparsity`."""
-        if value is not None and value not in allowed:
-            raise ValueError(
-                f"`{name}` must be one of {allowed} or None. "
-                f"Received: {name}={value!r}"
-            )
+        _check_choice(name, value, allowed, none_allowed=True)
         if value is not None and self.target_sparsity is None:
             raise ValueError(
                 f"`{name}` applies only with `target_sparsity`. Received: "
