@@ -252,3 +252,96 @@ def test_input_shape_fixes_a_variable_length_model(tmp_path):
     assert report.max_error <= 1e-4
     np.testing.assert_allclose(LiteRTRunner(path).run(x), model.predict(x, verbose=0),
                                atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def streaming_speech():
+    """A unidirectional GRU recogniser pruned in 4-blocks, and test frames."""
+    from tf_gradual_prune import models
+
+    keras.utils.set_random_seed(0)
+    model = models.speech_model(6, 4, units=16, layers=2, conv_filters=8,
+                                bidirectional=False)
+    model.compile(optimizer="adam")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 18, 6)).astype("float32")
+    y = rng.integers(0, 4, size=(16, 2)).astype("int32")
+    schedule = RampedThresholdSchedule(1, 2, 4, 1, target_sparsity=0.8, allocation="uniform")
+    model.fit(x, y, epochs=2, batch_size=4, verbose=0,
+              callbacks=[GradualPruning(schedule, block_size=4)])
+    return model, x
+
+
+def test_streaming_export_runs_chunk_by_chunk_like_the_offline_model(streaming_speech, tmp_path):
+    from tf_gradual_prune import StreamingRunner
+
+    model, x = streaming_speech
+    path = str(tmp_path / "stream.tflite")
+    report = export_tflite(model, path, streaming=True, chunk_frames=9, sample_inputs=x[:3])
+    assert report.streaming["max_error_vs_offline"] <= 1e-4
+    # The recurrent kernels stay sparse in the streaming file.
+    recurrent = [t for t in report.tensors if "gru" in t["keras_weight"]]
+    assert len(recurrent) == 4 and all(t["format"] == "sparse" for t in recurrent)
+    sidecar = json.load(open(path[: -len(".tflite")] + ".json"))["streaming"]
+    assert sidecar["chunk_frames"] == 9 and sidecar["output_frames"] == 3
+    assert sidecar["chunk_input"] == "args_0" and sidecar["outputs"] == ["output_0"]
+    assert [(s["input"], s["output"]) for s in sidecar["states"]] == [
+        ("args_0_1", "output_1"), ("args_0_2", "output_2"), ("args_0_3", "output_3")]
+    assert [s["shape"] for s in sidecar["states"]] == [[1, 6, 6], [1, 16], [1, 16]]
+    runner = StreamingRunner(path)
+    for utterance in x[3:6]:
+        streamed = runner.run_stream(utterance)
+        np.testing.assert_allclose(streamed, model.predict(utterance[None], verbose=0),
+                                   atol=1e-4)
+    # A length that is not whole chunks is padded with zero frames at the end.
+    assert runner.run_stream(x[0, :10]).shape == (1, 6, 5)
+    assert "3 state tensor(s) carried" in str(report)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(streaming=True), "needs `chunk_frames`"),
+        (dict(chunk_frames=9), "only used with streaming=True"),
+        (dict(streaming=1, chunk_frames=9), "streaming=1"),
+        (dict(streaming=True, chunk_frames=9, input_shape=(9, 6)), "input_shape"),
+        (dict(streaming=True, chunk_frames=9, quantization="int8",
+              representative_data=np.zeros((2, 9, 6))), "requantised"),
+        (dict(streaming=True, chunk_frames=9, sample_inputs=np.zeros((2, 5, 6))),
+         r"frames >= chunk_frames=9.*Received shape \(2, 5, 6\)"),
+        (dict(streaming=True, chunk_frames=8), "not a multiple of its stride 3"),
+    ],
+)
+def test_streaming_arguments_are_checked(streaming_speech, tmp_path, kwargs, match):
+    model, _ = streaming_speech
+    error = TypeError if type(kwargs.get("streaming")) is int else ValueError
+    with pytest.raises(error, match=match):
+        export_tflite(model, str(tmp_path / "m.tflite"), **kwargs)
+    assert os.listdir(tmp_path) == []
+
+
+def test_streaming_runner_refuses_a_model_that_does_not_stream(model4, tmp_path):
+    from tf_gradual_prune import StreamingRunner
+
+    path = str(tmp_path / "m.tflite")
+    export_tflite(model4, path)
+    with pytest.raises(ValueError, match="Not a streaming model"):
+        StreamingRunner(path)
+
+
+def test_several_inputs_and_outputs_keep_their_order(tmp_path):
+    # The interpreter lists tensors in graph order; the runner and the check
+    # must use the signature's (Keras') order.
+    keras.utils.set_random_seed(0)
+    a, b = keras.Input((5, 3)), keras.Input((4,))
+    h = L.GRU(4)(a, initial_state=b)
+    model = keras.Model([a, b], [L.Dense(2)(h), h, L.Dense(7)(a)])
+    path = str(tmp_path / "m.tflite")
+    with pytest.warns(UserWarning, match="nothing to encode sparsely"):
+        report = export_tflite(model, path)
+    assert report.max_error <= 1e-4
+    runner = LiteRTRunner(path)
+    assert [tuple(d["shape"]) for d in runner.input_details] == [(1, 5, 3), (1, 4)]
+    assert [tuple(d["shape"]) for d in runner.output_details] == [(1, 2), (1, 4), (1, 5, 7)]
+    sidecar = json.load(open(path[: -len(".tflite")] + ".json"))
+    assert [o["signature_key"] for o in sidecar["outputs"]] == ["output_0", "output_1", "output_2"]

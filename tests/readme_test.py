@@ -9,7 +9,7 @@ import pytest
 from conftest import REPO
 
 MODULES = ["schedules", "callbacks", "masking", "export", "runtime", "tflite_tensors",
-           "datasets", "audio", "models", "files", "tuning", "compat"]
+           "datasets", "audio", "models", "files", "tuning", "compat", "streaming"]
 
 
 def public_names(module):

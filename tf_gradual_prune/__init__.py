@@ -18,7 +18,9 @@ from tf_gradual_prune.masking import sparsity_table
 # them after `import tf_gradual_prune`.
 from tf_gradual_prune import models
 from tf_gradual_prune.runtime import LiteRTRunner
+from tf_gradual_prune.runtime import StreamingRunner
 from tf_gradual_prune.schedules import RampedThresholdSchedule
+from tf_gradual_prune.streaming import streaming_model
 
 __version__ = "0.2.0"
 
@@ -30,9 +32,11 @@ __all__ = [
     "PrunableWeight",
     "RampedThresholdSchedule",
     "SparsityTable",
+    "StreamingRunner",
     "export_tflite",
     "find_prunable_weights",
     "models",
     "sparsity_table",
+    "streaming_model",
     "__version__",
 ]

@@ -39,6 +39,7 @@ from tf_gradual_prune import compat
 from tf_gradual_prune import files
 from tf_gradual_prune import masking
 from tf_gradual_prune import runtime
+from tf_gradual_prune import streaming as streaming_module
 from tf_gradual_prune import tflite_tensors
 
 #: Export modes: float32, dynamic-range int8 weights, full-integer int8.
@@ -79,6 +80,9 @@ class ExportReport:
             stored sparse.
         other_constants_bytes: Bytes of the other constants of rank >= 2
             (not Keras weight matrices).
+        streaming: For a streaming export, the sidecar's `"streaming"`
+            entry (chunk and output frames, the state tensors, the error of
+            the chunked run against the offline model); else `None`.
     """
 
     def __init__(self, **fields):
@@ -142,6 +146,16 @@ class ExportReport:
                     else " (the faster of the correct settings)"
                 ),
             ]
+            + (
+                [
+                    f"streaming: {self.streaming['chunk_frames']} frames a call, "
+                    f"{len(self.streaming['states'])} state tensor(s) carried; "
+                    "chunked run against the offline model: max error "
+                    f"{self.streaming['max_error_vs_offline']:.2e}"
+                ]
+                if self.streaming
+                else []
+            )
         )
 
     __repr__ = __str__
@@ -384,6 +398,51 @@ def _verify(data, model, samples, tolerance):
     return errors, good[0]
 
 
+def _utterances(sample_inputs, offline, chunk_frames):
+    """Whole-chunk sequences `(n, frames, features)` for the stream check."""
+    features = tuple(offline.inputs[0].shape[2:])
+    if sample_inputs is None:
+        rng = np.random.default_rng(0)
+        return rng.normal(size=(2, 6 * chunk_frames) + features).astype(np.float32)
+    array = np.asarray(sample_inputs, dtype=np.float32)
+    if array.ndim != 2 + len(features) or array.shape[2:] != features or not len(array) \
+            or array.shape[1] < chunk_frames:
+        raise ValueError(
+            "With streaming=True, `sample_inputs` are whole sequences of shape "
+            f"(n, frames >= chunk_frames={chunk_frames}, {', '.join(map(str, features))}). "
+            f"Received shape {array.shape}."
+        )
+    return array[:, : array.shape[1] // chunk_frames * chunk_frames]
+
+
+def _verify_stream(data, delegate, offline, utterances, tolerance):
+    """Runs each utterance through the export chunk by chunk and compares
+    with the offline Keras model over the same frames."""
+    runner = runtime.StreamingRunner(data, delegate=delegate)
+    expected = keras.tree.flatten(offline(utterances, training=False))
+    expected = [keras.ops.convert_to_numpy(t) for t in expected]
+    scale = max(1.0, max(float(np.max(np.abs(e))) for e in expected))
+    error = 0.0
+    for i, utterance in enumerate(utterances):
+        got = runner.run_stream(utterance)
+        got = got if isinstance(got, list) else [got]
+        for g, e in zip(got, expected):
+            if g.shape[1:] != e.shape[1:]:
+                raise ValueError(
+                    f"The streamed output has shape {g.shape[1:]} per sequence where "
+                    f"the offline model gives {e.shape[1:]}. No file was written."
+                )
+            error = max(error, float(np.max(np.abs(g[0].astype(np.float64) - e[i]))) / scale)
+    if error > tolerance:
+        raise ValueError(
+            "Streamed chunk by chunk in LiteRT, the export does not reproduce "
+            f"the offline Keras model: max |difference| / max(1, max |output|) "
+            f"= {error:.3g} > tolerance {tolerance}. No file was written."
+        )
+    frames = runner.output_details[0]["shape"]
+    return {"error": error, "output_frames": int(frames[1]) if len(frames) >= 3 else None}
+
+
 def export_tflite(
     model,
     path,
@@ -393,6 +452,8 @@ def export_tflite(
     tolerance=None,
     metadata=None,
     input_shape=None,
+    streaming=False,
+    chunk_frames=None,
 ):
     """Exports a (pruned) Keras model to `.tflite` with sparse weights.
 
@@ -438,6 +499,18 @@ def export_tflite(
             40)` for a recogniser over up to 3 s of 10-ms frames (pad
             shorter inputs). Defaults to `None` (the model's own shapes,
             which must then be fixed).
+        streaming: Boolean. Export the model as one step of a stream
+            (`streaming.streaming_model`): the `.tflite` takes a chunk of
+            `chunk_frames` frames and the state tensors and returns the
+            outputs and the new state tensors, so that an app transcribes
+            audio as it arrives. Before writing, a stream of `sample_inputs`
+            (whole chunks, from zero states) run chunk by chunk in LiteRT is
+            checked against the offline Keras model; the sidecar's
+            `"streaming"` entry names the state tensors in and out. For
+            unidirectional models (bidirectional ones are refused, with the
+            reason). Defaults to `False`.
+        chunk_frames: Integer >= 1, frames per call with `streaming=True`
+            (a multiple of the front end's stride). Defaults to `None`.
 
     Returns:
         An `ExportReport`; `print(report)` shows the table.
@@ -482,6 +555,31 @@ def export_tflite(
         raise TypeError(f"`metadata` must be a dict. Received: metadata={metadata!r}")
     if metadata is not None:
         json.dumps(metadata)  # fails early, with json's message, if not serialisable
+    if not isinstance(streaming, bool):
+        raise TypeError(f"`streaming` must be True or False. Received: streaming={streaming!r}")
+    offline = None
+    if streaming:
+        if chunk_frames is None:
+            raise ValueError("`streaming=True` needs `chunk_frames`. Received: chunk_frames=None")
+        if input_shape is not None:
+            raise ValueError(
+                "`input_shape` is not used with streaming=True (a call takes "
+                f"`chunk_frames` frames). Received: input_shape={input_shape!r}"
+            )
+        if quantization == "int8":
+            raise ValueError(
+                "`quantization='int8'` is not available with streaming=True: the "
+                "carried state would be requantised at every call. Use "
+                "'float32' or 'dynamic_int8'. Received: quantization='int8'"
+            )
+        offline, model = model, streaming_module.streaming_model(model, chunk_frames)
+        utterances = _utterances(sample_inputs, offline, chunk_frames)
+        sample_inputs = None  # the step itself is checked on random chunks and states
+    elif chunk_frames is not None:
+        raise ValueError(
+            "`chunk_frames` is only used with streaming=True. Received: "
+            f"chunk_frames={chunk_frames!r}"
+        )
 
     specs = _input_specs(model, input_shape)
     representative = None
@@ -530,7 +628,9 @@ def export_tflite(
         level = tf_logger.level
         tf_logger.setLevel(logging.WARNING)  # "Assets written to <our temp dir>" is noise
         try:
-            exported.export(saved, input_signature=specs, verbose=False)
+            # A model of several inputs takes them as one list argument.
+            signature = specs if len(specs) == 1 else [specs]
+            exported.export(saved, input_signature=signature, verbose=False)
         finally:
             tf_logger.setLevel(level)
         data, dense_data = _convert_both(workdir, quantization)
@@ -562,28 +662,50 @@ def export_tflite(
             stacklevel=2,
         )
     errors, delegate = _verify(data, model, samples, tolerance)
+    stream = None
+    if offline is not None:
+        stream = _verify_stream(data, delegate, offline, utterances, tolerance)
 
     sidecar_path = path[: -len(".tflite")] + ".json"
     from tf_gradual_prune import __version__
 
     runner = runtime.LiteRTRunner(data, delegate=delegate)
+    described = [
+        [
+            {"name": d["name"], "signature_key": d.get("signature_key"),
+             "shape": d["shape"].tolist(), "dtype": np.dtype(d["dtype"]).name}
+            for d in details
+        ]
+        for details in (runner.input_details, runner.output_details)
+    ]
     sidecar = {
         "format": "tf_gradual_prune.tflite_sidecar/1",
         "model": os.path.basename(path),
         "quantization": quantization,
-        "inputs": [
-            {"name": d["name"], "shape": d["shape"].tolist(), "dtype": np.dtype(d["dtype"]).name}
-            for d in runner.input_details
-        ],
-        "outputs": [
-            {"name": d["name"], "shape": d["shape"].tolist(), "dtype": np.dtype(d["dtype"]).name}
-            for d in runner.output_details
-        ],
+        "inputs": described[0],
+        "outputs": described[1],
         "interpreter": {"delegate": delegate, "use_xnnpack": delegate == "xnnpack"},
         "sparse_tensors": sum(t["format"] == "sparse" for t in tensors),
         "tf_gradual_prune_version": __version__,
         "metadata": metadata or {},
     }
+    if stream is not None:
+        states = len(described[0]) - 1
+        sidecar["streaming"] = {
+            "chunk_frames": int(chunk_frames),
+            "output_frames": stream["output_frames"],
+            "chunk_input": described[0][0]["signature_key"],
+            "outputs": [o["signature_key"] for o in described[1][: len(described[1]) - states]],
+            "states": [
+                {"keras_name": tensor.name, "input": i["signature_key"],
+                 "output": o["signature_key"], "shape": i["shape"]}
+                for tensor, i, o in zip(model.inputs[1:], described[0][1:],
+                                        described[1][len(described[1]) - states:])
+            ],
+            "how": "Start from zero states; pass each call's state outputs as "
+                   "the next call's state inputs.",
+            "max_error_vs_offline": stream["error"],
+        }
     files.write_atomic(path, data)
     files.write_atomic(sidecar_path, json.dumps(sidecar, indent=2))
     return ExportReport(
@@ -600,4 +722,5 @@ def export_tflite(
         delegate=delegate,
         not_sparse=not_sparse,
         other_constants_bytes=sum(t.bytes for t in others),
+        streaming=sidecar.get("streaming"),
     )

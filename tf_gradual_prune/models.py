@@ -2,8 +2,8 @@
 
 `speech_model` builds the model the paper pruned, scaled down: a
 convolutional front end (Conv1D, batch normalisation, ReLU), a stack of
-bidirectional GRU or LSTM layers, and a dense output over the vocabulary
-plus the CTC blank (the last class). `CTCModel` trains it with
+bidirectional (or, to stream, forward) GRU or LSTM layers, and a dense
+output over the vocabulary plus the CTC blank (the last class). `CTCModel` trains it with
 `tf.nn.ctc_loss`; `greedy_decode`, `edit_distance` and `error_rate` turn its
 outputs into character or word error rates; `Alphabet` maps transcripts to
 label sequences and back; `ErrorRates` reports CER and WER during `fit`.
@@ -23,7 +23,7 @@ from tf_gradual_prune import compat
 
 def speech_model(num_features, vocabulary_size, rnn="gru", units=128, layers=2,
                  conv_filters=128, conv_kernel=7, conv_stride=3, regularizer=None,
-                 mask_padding=True, name="speech"):
+                 mask_padding=True, bidirectional=True, name="speech"):
     """A DS2-style recogniser returning per-frame logits (blank is last).
 
     Args:
@@ -31,7 +31,7 @@ def speech_model(num_features, vocabulary_size, rnn="gru", units=128, layers=2,
         vocabulary_size: Integer, labels without the blank.
         rnn: `"gru"` or `"lstm"`.
         units: Integer, units per direction.
-        layers: Integer >= 1, bidirectional layers.
+        layers: Integer >= 1, recurrent layers.
         conv_filters, conv_kernel, conv_stride: The front end. A stride of
             3 with batch normalisation leaves CTC's all-blank plateau
             quickly (measured: stride 2 without it stalled). The stride is
@@ -49,6 +49,12 @@ def speech_model(num_features, vocabulary_size, rnn="gru", units=128, layers=2,
             `False` builds the first version of this model (`"same"`
             padding, no mask), on which the benchmarks' saved figures were
             measured. Defaults to `True`.
+        bidirectional: Boolean. `False` builds a model that can stream
+            (`streaming_model`, `export_tflite(..., streaming=True)`):
+            forward-only recurrent layers, and a front end that looks only
+            backwards (padded by `conv_kernel - 1` frames on the left, none
+            on the right), so that each output frame depends on the audio
+            up to it. Defaults to `True`.
 
     Returns:
         A `CTCModel` (compile it with an optimizer only).
@@ -63,29 +69,30 @@ def speech_model(num_features, vocabulary_size, rnn="gru", units=128, layers=2,
                        ("conv_kernel", conv_kernel), ("conv_stride", conv_stride)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"`{arg}` must be an integer >= 1. Received: {arg}={value!r}")
-    if not isinstance(mask_padding, bool):
-        raise ValueError(
-            f"`mask_padding` must be True or False. Received: mask_padding={mask_padding!r}"
-        )
+    for arg, value in (("mask_padding", mask_padding), ("bidirectional", bidirectional)):
+        if not isinstance(value, bool):
+            raise ValueError(f"`{arg}` must be True or False. Received: {arg}={value!r}")
     layer = {"gru": keras.layers.GRU, "lstm": keras.layers.LSTM}[rnn]
     inputs = keras.Input((None, num_features), name="features")
     if mask_padding:
         # A fixed left pad: output frame j always reads input frames
         # j * stride - left ... j * stride - left + kernel - 1, and there are
         # ceil(frames / stride) of them, as with "same" padding.
-        left = (conv_kernel - 1) // 2
+        left = (conv_kernel - 1) // 2 if bidirectional else conv_kernel - 1
         x = keras.layers.ZeroPadding1D((left, conv_kernel - 1 - left))(inputs)
         x = keras.layers.Conv1D(conv_filters, conv_kernel, strides=conv_stride)(x)
     else:
         x = keras.layers.Conv1D(conv_filters, conv_kernel, strides=conv_stride,
-                                padding="same")(inputs)
+                                padding="same" if bidirectional else "causal")(inputs)
     x = keras.layers.BatchNormalization()(x)
     x = keras.layers.ReLU()(x)
     mask = PaddingMask(conv_stride)(inputs, x) if mask_padding else None
     for _ in range(layers):
-        x = keras.layers.Bidirectional(layer(units, return_sequences=True,
-                                             kernel_regularizer=regularizer,
-                                             recurrent_regularizer=regularizer))(x, mask=mask)
+        rnn_layer = layer(units, return_sequences=True, kernel_regularizer=regularizer,
+                          recurrent_regularizer=regularizer)
+        if bidirectional:
+            rnn_layer = keras.layers.Bidirectional(rnn_layer)
+        x = rnn_layer(x, mask=mask)
     outputs = keras.layers.Dense(vocabulary_size + 1, name="logits")(x)
     return CTCModel(inputs, outputs, name=name, conv_stride=conv_stride)
 
