@@ -35,12 +35,38 @@ def test_demo_quick_trains_exports_and_reports_every_model(tmp_path, capsys):
     assert not [f for f in os.listdir(out) if ".tmp" in f]
 
 
+def test_demo_streaming_transcribes_chunk_by_chunk_like_the_offline_model(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--streaming", "--quick", "--chunk-ms", "50",
+                     "--output-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    # 50 ms = 5 frames, rounded up to the stride 3: 6 frames a call.
+    assert "chunks of 6 frames (60 ms" in printed
+    assert "transcribes a held-out utterance as it arrives" in printed
+    assert "real-time factor" in printed
+    summary = json.loads((out / "streaming.json").read_text())
+    assert summary["chunk_frames"] == 6
+    rows = {row["model"]: row for row in summary["results"]}
+    assert set(rows) == {"dense", "pruned"}
+    assert rows["pruned"]["recurrent_sparsity"] == pytest.approx(0.9, abs=0.01)
+    for row in rows.values():
+        # The export streams what the Keras model computes offline.
+        assert row["streamed_cer"] == pytest.approx(row["cer"], abs=0.02)
+    assert rows["pruned"]["real_time_factor"] > 0
+    for name in rows:
+        sidecar = json.loads((out / f"{name}_streaming.json").read_text())
+        assert sidecar["streaming"]["chunk_frames"] == 6
+        assert sidecar["streaming"]["output_frames"] == 2
+    assert (out / "streaming.md").exists() and (out / "streaming_curves.png").exists()
+
+
 @pytest.mark.parametrize(
     "argv, match",
     [
         (["demo", "--target-sparsity", "1.5"], "target-sparsity must be in"),
         (["demo", "--epochs", "2"], "epochs must be >= 4"),
         (["demo", "--units", "0"], "units must be >= 1. Received: 0"),
+        (["demo", "--streaming", "--chunk-ms", "0"], "chunk-ms must be >= 1. Received: 0"),
     ],
 )
 def test_demo_bad_arguments(argv, match, tmp_path):

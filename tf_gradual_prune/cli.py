@@ -5,6 +5,10 @@ recogniser of spoken digit strings, trained from the same start dense,
 pruned to 90% with the library's default schedule, and pruned to 90% with
 the paper's rule; all three exported to `.tflite` and run in LiteRT, with one
 table of error rate, sparsity, size and latency.
+
+`demo --streaming` trains a unidirectional recogniser (dense and pruned),
+exports both as streaming steps and transcribes held-out utterances chunk by
+chunk in LiteRT, as an app would while the audio arrives.
 """
 
 import argparse
@@ -23,6 +27,12 @@ QUICK = {"epochs": 4, "units": 32, "train_size": 300, "test_size": 60, "max_digi
 MODELS = {"dense": "not pruned",
           "pruned": "the default, RampedThresholdSchedule.for_training",
           "paper": "the paper's rule, RampedThresholdSchedule.paper, calibration 'track'"}
+
+#: The models `demo --streaming` trains (unidirectional).
+STREAMING_MODELS = ("dense", "pruned")
+
+#: The recogniser's front-end stride (input frames per output frame).
+STRIDE = 3
 
 
 def _parser():
@@ -66,6 +76,12 @@ def _parser():
     demo.add_argument("--max-digits", type=int, default=5, help="digits per utterance, at most")
     demo.add_argument("--batch-size", type=int, default=32)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--streaming", action="store_true",
+                      help="train unidirectional models (dense and pruned), export them "
+                           "as streaming steps and transcribe held-out audio chunk by chunk")
+    demo.add_argument("--chunk-ms", type=int, default=100,
+                      help="with --streaming: audio per call, rounded up to whole "
+                           "frames and to a multiple of the front end's stride")
     demo.add_argument("--quick", action="store_true",
                       help="a smoke run: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()))
     return parser
@@ -75,7 +91,7 @@ def _check(args):
     if not 0 < args.target_sparsity < 1:
         raise SystemExit(f"--target-sparsity must be in (0, 1). Received: {args.target_sparsity}")
     for name in ("epochs", "units", "layers", "block_size", "frequency", "train_size",
-                 "test_size", "max_digits", "batch_size"):
+                 "test_size", "max_digits", "batch_size", "chunk_ms"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1. "
                              f"Received: {getattr(args, name)}")
@@ -158,12 +174,16 @@ def run_demo(args):
     sample = np.zeros((4, frames, x_test[0].shape[1]), np.float32)
     for i, f in enumerate(x_test[:4]):
         sample[i, : len(f)] = f
-    results, histories, recorders = [], {}, {}
-    for name in MODELS:
-        print(f"\n== training the {name} model ({MODELS[name]})")
+    unpadded = np.stack([f[: min(len(g) for g in x_test[:4])] for f in x_test[:4]])
+    chunk = _chunk_frames(args, features) if args.streaming else None
+    results, histories, recorders, streams = [], {}, {}, {}
+    for name in STREAMING_MODELS if args.streaming else MODELS:
+        print(f"\n== training the {name} model ({MODELS[name]}"
+              f"{', unidirectional' if args.streaming else ''})")
         keras.utils.set_random_seed(args.seed)
         model = models.speech_model(x[0].shape[1], len(alphabet), units=args.units,
-                                    layers=args.layers)
+                                    layers=args.layers, conv_stride=STRIDE,
+                                    bidirectional=not args.streaming)
         model.compile(optimizer=keras.optimizers.Adam(1e-3))
         callbacks = [models.ErrorRates(test, alphabet)]
         if name in schedules:
@@ -178,17 +198,21 @@ def run_demo(args):
         table = tgp.sparsity_table(model, weights="recurrent")
         if name in schedules:
             print(table)
-        print(f"exporting {name}.tflite and timing it in LiteRT")
-        path = os.path.join(args.output_dir, f"{name}.tflite")
+        path = os.path.join(args.output_dir, f"{name}{'_streaming' if chunk else ''}.tflite")
+        print(f"exporting {os.path.basename(path)} and timing it in LiteRT")
+        metadata = {"alphabet": alphabet.characters, "blank": len(alphabet),
+                    "features": features.get_config(), "frames": frames}
+        # Streaming is checked on real frames only (a stream has no padding).
+        shape = {"streaming": True, "chunk_frames": chunk, "sample_inputs": unpadded} \
+            if chunk else {"input_shape": (frames, x[0].shape[1]), "sample_inputs": sample}
         with warnings.catch_warnings():
             # The dense model has nothing to store sparse: that is the point.
             warnings.filterwarnings("ignore", "Model .* no weight matrix")
-            report = tgp.export_tflite(
-                model, path, input_shape=(frames, x[0].shape[1]), sample_inputs=sample,
-                metadata={"alphabet": alphabet.characters, "blank": len(alphabet),
-                          "features": features.get_config(), "frames": frames},
-            )
-        runner = tgp.LiteRTRunner(path, delegate=report.delegate)
+            report = tgp.export_tflite(model, path, metadata=metadata, **shape)
+        runner = (tgp.StreamingRunner if chunk else tgp.LiteRTRunner)(
+            path, delegate=report.delegate)
+        if chunk:
+            streams[name] = runner
         weights = [w for w in model.weights if len(w.shape) >= 2]
         results.append({
             "model": name,
@@ -199,13 +223,114 @@ def run_demo(args):
             "nonzero_parameters": int(sum(np.count_nonzero(keras.ops.convert_to_numpy(w))
                                           for w in weights)),
             "tflite_bytes": report.size_bytes,
-            "latency_ms": runner.latency_ms(sample[:1]),
+            "latency_ms": runner.latency_ms(
+                [sample[:1, :chunk]] + runner.states if chunk else sample[:1]),
             "delegate": report.delegate,
             "train_seconds": seconds,
         })
         histories[name] = history.history
-    _report(args, schedules, results, histories, recorders, steps_per_epoch, frames)
+    if chunk:
+        _stream(args, streams, results, (x_test, test_texts), alphabet, chunk, features)
+        _stream_report(args, schedules, results, histories, recorders, steps_per_epoch,
+                       chunk, features)
+    else:
+        _report(args, schedules, results, histories, recorders, steps_per_epoch, frames)
     return results
+
+
+def _chunk_frames(args, features):
+    """Frames per streaming call: `--chunk-ms` rounded up to whole frames
+    and to a multiple of the front end's stride (3)."""
+    frames = -(-args.chunk_ms // features.step_ms)
+    chunk = -(-frames // STRIDE) * STRIDE
+    print(f"streaming in chunks of {chunk} frames ({chunk * features.step_ms} ms; "
+          f"--chunk-ms {args.chunk_ms} rounded up to whole {features.step_ms}-ms frames "
+          f"and a multiple of the front end's stride {STRIDE})")
+    return chunk
+
+
+def _stream(args, streams, results, test, alphabet, chunk, features):
+    """Streamed CER of every model over the test set, and one utterance
+    transcribed chunk by chunk with its partial transcripts."""
+    import numpy as np
+
+    from tf_gradual_prune import models
+
+    x_test, texts = test
+    for row in results:
+        runner = streams[row["model"]]
+        hypotheses = []
+        for frames in x_test:
+            logits = runner.run_stream(frames)
+            valid = -(-len(frames) // STRIDE)
+            hypotheses.append(alphabet.decode(models.greedy_decode(logits[:, :valid])[0]))
+        row["streamed_cer"] = models.error_rate(hypotheses, texts)
+    name = results[-1]["model"]
+    runner, frames = streams[name], x_test[0]
+    print(f"\n== the {name} model transcribes a held-out utterance as it arrives "
+          f"(LiteRT, {chunk * features.step_ms} ms a call; reference {texts[0]!r})")
+    runner.reset()
+    logits, seconds, shown = [], [], None
+    for start in range(0, len(frames), chunk):
+        piece = frames[start : start + chunk]
+        piece = np.concatenate([piece, np.zeros((chunk - len(piece),) + piece.shape[1:],
+                                                piece.dtype)])
+        began = time.perf_counter()
+        logits.append(runner.push(piece))
+        seconds.append(time.perf_counter() - began)
+        heard = min(start + chunk, len(frames))
+        text = alphabet.decode(models.greedy_decode(
+            np.concatenate(logits, axis=1)[:, : -(-heard // STRIDE)])[0])
+        if text != shown:
+            print(f"  {heard * features.step_ms / 1000:5.2f} s  {text!r}")
+            shown = text
+    audio = len(frames) * features.step_ms / 1000
+    results[-1]["chunk_latency_ms"] = {"median": 1000 * float(np.median(seconds)),
+                                       "max": 1000 * float(np.max(seconds))}
+    results[-1]["real_time_factor"] = float(np.sum(seconds)) / audio
+    print(f"  final {shown!r}; {len(seconds)} calls, {1000 * np.median(seconds):.2f} ms "
+          f"median, {1000 * np.max(seconds):.2f} ms max per call; real-time factor "
+          f"{results[-1]['real_time_factor']:.4f} (compute time / audio time)")
+
+
+def _stream_report(args, schedules, results, histories, recorders, steps_per_epoch, chunk,
+                   features):
+    lines = [
+        "| model | offline CER (Keras) | streamed CER (LiteRT) | recurrent sparsity "
+        "| .tflite KiB | LiteRT ms per call | train s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['model']} | {r['cer']:.3f} | {r['streamed_cer']:.3f} | "
+            f"{r['recurrent_sparsity']:.3f} | {r['tflite_bytes'] / 1024:,.0f} | "
+            f"{r['latency_ms']:.3f} | {r['train_seconds']:.0f} |"
+        )
+    dense, pruned = results
+    lines.append(
+        f"\nUnidirectional models, streamed in {chunk}-frame calls "
+        f"({chunk * features.step_ms} ms of audio each), batch 1, 1 thread. Offline CER: "
+        "the Keras model over whole padded utterances; streamed: the LiteRT export "
+        f"chunk by chunk. Pruned vs dense: {dense['tflite_bytes'] / pruned['tflite_bytes']:.1f}x "
+        f"smaller file, {dense['latency_ms'] / pruned['latency_ms']:.2f}x the speed per call."
+    )
+    table = "\n".join(lines)
+    print("\n" + table)
+    out = args.output_dir
+    summary = {
+        "schedules": {name: s.get_config() for name, s in schedules.items() if name == "pruned"},
+        "results": results,
+        "history": histories,
+        "steps_per_epoch": steps_per_epoch,
+        "chunk_frames": chunk,
+        "args": vars(args),
+    }
+    files.write_atomic(os.path.join(out, "streaming.json"), json.dumps(summary, indent=2))
+    files.write_atomic(os.path.join(out, "streaming.md"), table + "\n")
+    _plot(os.path.join(out, "streaming_curves.png"), histories,
+          {k: v for k, v in recorders.items()}, steps_per_epoch)
+    print(f"\nsaved streaming.json, streaming.md, streaming_curves.png, "
+          f"dense_streaming.tflite and pruned_streaming.tflite (+ .json sidecars) in {out}/")
 
 
 def _report(args, schedules, results, histories, recorders, steps_per_epoch, frames):
