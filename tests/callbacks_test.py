@@ -558,3 +558,86 @@ def test_one_schedule_over_two_kinds_holds_its_target_for_each_kind():
         assert sparsity_table(model, weights=kind).sparsity == pytest.approx(0.8, abs=0.01)
     state = pruning.get_state()
     assert len(state["groups"]) == 2
+
+
+def dead_units(layer):
+    """Per recurrent layer: which hidden units have all-zero kernel columns."""
+    cell = layer.cell
+    kernel = keras.ops.convert_to_numpy(cell.kernel)
+    recurrent = keras.ops.convert_to_numpy(cell.recurrent_kernel)
+    both = np.concatenate([kernel, recurrent]).reshape(kernel.shape[0] + recurrent.shape[0],
+                                                       -1, cell.units)
+    return np.all(both == 0, axis=(0, 1))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn"])
+def test_unit_granularity_prunes_whole_units_whose_output_is_zero(kind):
+    layer = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU,
+             "simple_rnn": keras.layers.SimpleRNN}[kind]
+    x, y = sequence_data(n=64, steps=6, features=8)
+    model = compile_model(keras.Sequential([
+        keras.Input(x.shape[1:]), layer(48, return_sequences=True), layer(32),
+        keras.layers.Dense(3)]))
+    schedule = RampedThresholdSchedule(2, 6, 12, 2, target_sparsity=0.8)
+    model.fit(x, y, batch_size=8, epochs=3, verbose=0,
+              callbacks=[GradualPruning(schedule, granularity="units")])
+    table = sparsity_table(model, weights="recurrent")
+    assert table.sparsity == pytest.approx(0.8, abs=0.04)
+    first = model.layers[0]
+    dead = dead_units(first)
+    assert 0 < dead.sum() < first.units
+    cell = first.cell
+    bias = keras.ops.convert_to_numpy(cell.bias)
+    units = cell.units
+    assert np.all(bias.reshape(bias.shape[:-1] + (-1, units))[..., dead] == 0)
+    assert np.all(keras.ops.convert_to_numpy(cell.recurrent_kernel)[dead] == 0)
+    # Live units keep their weights: no live column is all zero.
+    assert not np.any(dead_units(first)[~dead])
+    # A dead unit's output is exactly zero at every step, whatever the input.
+    outputs = keras.ops.convert_to_numpy(first(x[:8] * 3.0))
+    assert np.all(outputs[..., dead] == 0) and np.all(np.any(outputs[..., ~dead] != 0, axis=(0, 1)))
+
+
+def test_unit_granularity_with_a_sparsity_schedule_and_resume():
+    x, y = sequence_data(n=64, steps=6, features=8)
+    model = compile_model(keras.Sequential([
+        keras.Input(x.shape[1:]), keras.layers.GRU(40), keras.layers.Dense(3)]))
+
+    def half_at_step_3(step):
+        return step == 3, 0.5
+
+    callback = GradualPruning(half_at_step_3, granularity="units")
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[callback])
+    # The fewest units whose removal zeroes at least half the weights.
+    dead = dead_units(model.layers[0])
+    gates, inputs, units = 3, 8, 40
+    zeros = lambda d: gates * inputs * d + gates * (units ** 2 - (units - d) ** 2)  # noqa: E731
+    size = gates * units * (inputs + units)
+    assert zeros(dead.sum()) >= size / 2 > zeros(dead.sum() - 1)
+    # A fresh callback takes the dead units from the weights and keeps them dead.
+    fresh = GradualPruning(RampedThresholdSchedule(1, 2, 3, 1, target_sparsity=0.5),
+                           granularity="units")
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[fresh])
+    assert np.all(dead_units(model.layers[0])[dead])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(granularity="blocks"), r"granularity='blocks'"),
+        (dict(granularity="units", block_size=4), r"block_size=4"),
+    ],
+)
+def test_unit_granularity_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        GradualPruning(RampedThresholdSchedule(1, 2, 3, 1, target_sparsity=0.5), **kwargs)
+
+
+def test_unit_granularity_refuses_other_kinds():
+    x, y = sequence_data(n=16, steps=6, features=8)
+    model = compile_model(keras.Sequential([
+        keras.Input(x.shape[1:]), keras.layers.GRU(8), keras.layers.Dense(3)]))
+    callback = GradualPruning(RampedThresholdSchedule(1, 2, 3, 1, target_sparsity=0.5),
+                              weights="all", granularity="units")
+    with pytest.raises(ValueError, match=r"also holds \['dense'\] weights"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])

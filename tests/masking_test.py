@@ -210,3 +210,30 @@ def test_prune_to_sparsity_counts_exactly_and_never_regrows():
     # Ties are broken by position: equal magnitudes, the first ones go.
     ties, _ = prune_to_sparsity(np.ones((2, 2), "float32"), np.ones((2, 2), bool), 0.5, 1)
     np.testing.assert_array_equal(ties, [[False, False], [True, True]])
+
+
+def test_unit_magnitudes_thresholded_equal_the_unit_masks():
+    from tf_gradual_prune import masking
+
+    rng = np.random.default_rng(0)
+    inputs, units, gates = 5, 7, 4
+    scores = rng.uniform(0.1, 1.0, units)
+    magnitudes = masking.unit_magnitudes(scores, inputs, gates)
+    assert magnitudes.shape == (inputs + units, gates * units)
+    threshold = np.sort(scores)[3]
+    alive = scores >= threshold
+    kernel, recurrent, bias = masking.unit_masks(alive, inputs, gates, (2, gates * units))
+    np.testing.assert_array_equal(magnitudes >= threshold, np.concatenate([kernel, recurrent]))
+    assert bias.shape == (2, gates * units)
+    np.testing.assert_array_equal(bias[0], np.tile(alive, gates))
+    # Scores are over live rows only: other units' deaths do not lower them.
+    kernel_w = rng.normal(size=(inputs, gates * units))
+    recurrent_w = rng.normal(size=(units, gates * units))
+    before = masking.unit_scores(kernel_w, recurrent_w, units)
+    dead_rows = recurrent_w.copy()
+    dead_rows[~alive] = 0
+    after = masking.unit_scores(kernel_w, dead_rows, units, alive)
+    assert np.all(after[alive] > 0.5 * before[alive])
+    cell = keras.layers.LSTMCell(7)
+    cell.build((None, inputs))
+    assert masking.cell_units(cell) == (7, 4)

@@ -462,3 +462,58 @@ def prune_to_sparsity(values, mask, sparsity, block_size):
     new = mask & expand_blocks(keep.reshape(scores.shape), block_size, values.shape[-2])
     cut = float(max(flat[order].max(), 0.0)) if n_prune else 0.0
     return new, cut
+
+
+def cell_units(cell):
+    """`(units, gates)` of a recurrent cell: LSTM 4 gates, GRU 3,
+    SimpleRNN 1 (kernel columns `gate * units + unit`, Keras' layout)."""
+    units = getattr(cell, "units", None)
+    kernel = getattr(cell, "kernel", None)
+    columns = None if kernel is None else kernel.shape[-1]
+    if not isinstance(units, (int, np.integer)) or not columns or columns % units:
+        raise ValueError(
+            f"Cell {cell.name!r} ({type(cell).__name__}) has no `units` that "
+            "divides its kernel's columns: unit pruning needs Keras' LSTM, "
+            "GRU or SimpleRNN layout."
+        )
+    return int(units), columns // int(units)
+
+
+def unit_scores(kernel, recurrent_kernel, units, alive=None):
+    """The root mean square of each hidden unit's weights: its columns in
+    both kernels (every gate), over the input rows and the recurrent rows of
+    the `alive` units (all by default). Over live rows only, so that a
+    unit's score does not fall because other units died (their rows are
+    zeros); a dead unit scores 0."""
+    recurrent = to_numpy(recurrent_kernel)
+    if alive is not None:
+        recurrent = recurrent[np.asarray(alive, bool)]
+    both = np.concatenate([to_numpy(kernel), recurrent], axis=0).astype(np.float64)
+    squares = np.square(both).reshape(both.shape[0], -1, units)
+    return np.sqrt(squares.mean(axis=(0, 1)))
+
+
+def unit_magnitudes(scores, inputs, gates):
+    """Per-weight magnitudes of one cell for unit pruning, `(inputs + units,
+    gates * units)`: the input kernel's rows stacked on the recurrent
+    kernel's. A weight scores its unit's score; a recurrent weight the
+    smaller of its two units' (it dies with either). A threshold on these
+    prunes whole units, and the share of them below it is the share of the
+    cell's weights that the units' removal zeroes."""
+    scores = np.asarray(scores)
+    columns = np.tile(scores, gates)
+    kernel = np.broadcast_to(columns, (inputs, columns.size))
+    recurrent = np.minimum(scores[:, None], columns[None, :])
+    return np.concatenate([kernel, recurrent], axis=0)
+
+
+def unit_masks(alive, inputs, gates, bias_shape=None):
+    """Kernel, recurrent-kernel and bias masks of one cell from its live
+    units: a dead unit loses its columns in both kernels and its biases
+    (so its output stays zero) and its row of the recurrent kernel."""
+    alive = np.asarray(alive, bool)
+    columns = np.tile(alive, gates)
+    kernel = np.broadcast_to(columns, (inputs, columns.size)).copy()
+    recurrent = alive[:, None] & columns[None, :]
+    bias = None if bias_shape is None else np.broadcast_to(columns, bias_shape).copy()
+    return kernel, recurrent, bias
