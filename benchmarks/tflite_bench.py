@@ -8,6 +8,13 @@ latency of each pruned model against its dense twin in the LiteRT
 interpreter. Ratios are dense / pruned (higher is better).
 
     python benchmarks/tflite_bench.py [--quick]
+    python benchmarks/tflite_bench.py --goal [--quick]
+
+`--goal` measures the speed goal of issue 22 instead: LSTM(512) and
+GRU(512) at 80/90/95%, pruned in blocks of 4 weights or by whole units
+(exported as smaller dense layers), every model under XNNPACK and builtin
+kernels at 1 and 4 threads, each against the dense model's fastest setting
+(`tflite_goal.json`, `.md`, `.png`).
 
 Writes `tflite.json`, `tflite.md` and `tflite.png` into `--output-dir`
 (default `benchmarks/results`).
@@ -43,7 +50,7 @@ def build(kind, units):
     return model
 
 
-def prune(model, sparsity, block):
+def prune(model, sparsity, block, granularity="weights"):
     """Prunes the recurrent kernels to `sparsity` through the callback."""
 
     def one_step(step):
@@ -54,7 +61,8 @@ def prune(model, sparsity, block):
     # lr 0: the step only triggers the pruning, it does not train.
     model.optimizer.learning_rate.assign(0.0)
     model.fit(x, y, epochs=1, verbose=0,
-              callbacks=[tgp.GradualPruning(one_step, block_size=block)])
+              callbacks=[tgp.GradualPruning(one_step, block_size=block,
+                                            granularity=granularity)])
     return tgp.sparsity_table(model, weights="recurrent").sparsity
 
 
@@ -97,15 +105,131 @@ def grid(quick):
     return cases
 
 
+#: Interpreter settings of the goal table: (delegate, threads).
+SETTINGS = [("xnnpack", 1), ("none", 1), ("xnnpack", 4), ("none", 4)]
+
+
+def goal(args):
+    """The speed goal's table: LSTM(512) and GRU(512), float32, pruned in
+    blocks of 4 weights or by whole units (shrunk to a smaller dense layer
+    at export), each model timed under every setting; per thread count, the
+    speed-up is the dense model's fastest setting over the pruned model's."""
+    folder = tempfile.mkdtemp(prefix="tfgp_bench_")
+    cases = [("lstm", "dense", 0.0), ("gru", "dense", 0.0)] if args.quick else []
+    for kind in ("lstm", "gru"):
+        if not args.quick:
+            cases.append((kind, "dense", 0.0))
+        for sparsity in ((0.9,) if args.quick else (0.8, 0.9, 0.95)):
+            cases += [(kind, "blocks of 4", sparsity), (kind, "units", sparsity)]
+    units = 256 if args.quick else 512
+    models = []
+    for kind, method, sparsity in tqdm(cases, desc="export"):
+        model = build(kind, units)
+        reached = 0.0
+        if method != "dense":
+            reached = prune(model, sparsity, 4 if method == "blocks of 4" else 1,
+                            "units" if method == "units" else "weights")
+        path, report, weight_bytes, _ = export(model, folder, f"{kind}_{method[0]}_{sparsity}",
+                                               "float32")
+        models.append(dict(model=f"{kind.upper()}({units})", method=method, sparsity=sparsity,
+                           reached=reached, file_bytes=report.size_bytes,
+                           recommended=report.delegate, max_error=report.max_error,
+                           shrunk=report.shrunk["shrunk"], path=path))
+    sample = np.random.default_rng(0).normal(size=(1, TIMESTEPS, FEATURES)).astype("float32")
+    runners = {(i, s): tgp.LiteRTRunner(m["path"], num_threads=s[1], delegate=s[0])
+               for i, m in enumerate(models) for s in SETTINGS}
+    times = {key: [] for key in runners}
+    for _ in tqdm(range(args.rounds), desc="interleaved rounds"):
+        for key, runner in runners.items():
+            times[key].append(runner.latency_ms(sample, repeats=args.repeats, warmup=3, rounds=1))
+    rows = []
+    for i, m in enumerate(models):
+        m = dict(m)
+        del m["path"]
+        m["ms"] = {f"{d}/{t}": float(np.median(times[(i, (d, t))])) for d, t in SETTINGS}
+        rows.append(m)
+    dense = {r["model"]: r for r in rows if r["method"] == "dense"}
+    for r in rows:
+        base = dense[r["model"]]
+        for threads in (1, 4):
+            own = {d: r["ms"][f"{d}/{threads}"] for d in ("xnnpack", "none")}
+            best_dense = min(base["ms"][f"{d}/{threads}"] for d in ("xnnpack", "none"))
+            r[f"best_{threads}"] = min(own, key=own.get)
+            r[f"speedup_{threads}"] = best_dense / own[r[f"best_{threads}"]]
+        r["file_ratio"] = base["file_bytes"] / r["file_bytes"]
+    lines = [
+        "| model | pruning | sparsity | kept units | .tflite KiB (x smaller) | ms xnnpack/1 | "
+        "ms builtin/1 | ms xnnpack/4 | ms builtin/4 | speed-up, 1 thread | "
+        "speed-up, 4 threads | export recommends |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        kept = ", ".join(f"{after}" for before, after in r["shrunk"].values()) or "-"
+        lines.append(
+            f"| {r['model']} | {r['method']} | {r['reached']:.2f} | {kept} | "
+            f"{r['file_bytes'] / 1024:,.0f} ({r['file_ratio']:.1f}x) | "
+            + " | ".join(f"{r['ms'][f'{d}/{t}']:.3f}" for d, t in SETTINGS)
+            + f" | {r['speedup_1']:.2f}x ({r['best_1']}) | {r['speedup_4']:.2f}x "
+            f"({r['best_4']}) | {r['recommended']} |"
+        )
+    table = "\n".join(lines)
+    print(table)
+    prefix = os.path.join(args.output_dir, "tflite_goal" + ("_quick" if args.quick else ""))
+    save_results(
+        prefix,
+        "python benchmarks/tflite_bench.py --goal" + (" --quick" if args.quick else ""),
+        vars(args) | {"timesteps": TIMESTEPS, "features": FEATURES, "batch": 1,
+                      "cpu_count": os.cpu_count()},
+        rows,
+        f"Batch 1, sequence {TIMESTEPS}, {FEATURES} features, float32; median ms over "
+        f"{args.rounds} interleaved rounds of {args.repeats} runs, every model under every "
+        "setting (XNNPACK or builtin kernels, 1 or 4 threads). Speed-up: the dense "
+        "model's fastest setting at that thread count over the pruned model's fastest "
+        "(named). 'units': `GradualPruning(granularity=\"units\")`, the dead units removed "
+        "at export (a smaller dense layer; kept units listed). 'blocks of 4': "
+        f"`block_size=4`, stored block-sparse. This host has {os.cpu_count()} cores: "
+        "4 threads oversubscribe it.\n\n" + table,
+    )
+    plot_goal(prefix + ".png", rows)
+    print(f"saved {prefix}.json, .md and .png")
+
+
+def plot_goal(path, rows):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, threads in zip(axes, (1, 4)):
+        for model in sorted({r["model"] for r in rows}):
+            for method, style in (("blocks of 4", "o--"), ("units", "s-")):
+                got = sorted((r["sparsity"], r[f"speedup_{threads}"]) for r in rows
+                             if r["model"] == model and r["method"] == method)
+                if got:
+                    ax.plot(*zip(*got), style, label=f"{model}, {method}")
+        ax.axhline(1.0, color="gray", linestyle=":")
+        ax.set(xlabel="target sparsity", title=f"{threads} thread(s)", yscale="log")
+    axes[0].set_ylabel("speed-up over the fastest dense export")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    files.save_figure(fig, path)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--goal", action="store_true",
+                        help="the speed goal's table: LSTM/GRU(512), blocks vs units, "
+                             "every interpreter setting, 1 and 4 threads")
     parser.add_argument("--output-dir", default=os.path.join("benchmarks", "results"))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.repeats = 3, 10
+    if args.goal:
+        return goal(args)
     folder = tempfile.mkdtemp(prefix="tfgp_bench_")
     cases = grid(args.quick)
     dense_cache, rows = {}, []

@@ -9,7 +9,8 @@ import pytest
 from conftest import REPO
 
 MODULES = ["schedules", "callbacks", "masking", "export", "runtime", "tflite_tensors",
-           "datasets", "audio", "models", "files", "tuning", "compat", "streaming"]
+           "datasets", "audio", "models", "files", "tuning", "compat", "streaming",
+           "shrinking"]
 
 
 def public_names(module):

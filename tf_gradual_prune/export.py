@@ -39,6 +39,7 @@ from tf_gradual_prune import compat
 from tf_gradual_prune import files
 from tf_gradual_prune import masking
 from tf_gradual_prune import runtime
+from tf_gradual_prune import shrinking
 from tf_gradual_prune import streaming as streaming_module
 from tf_gradual_prune import tflite_tensors
 
@@ -80,6 +81,9 @@ class ExportReport:
             stored sparse.
         other_constants_bytes: Bytes of the other constants of rank >= 2
             (not Keras weight matrices).
+        shrunk: Dict from `shrinking.shrink_units`: `"shrunk"` (layer ->
+            `[units before, after]`) and `"kept"` (layer -> why its dead
+            units stayed); empty dicts with `shrink_units=False`.
         streaming: For a streaming export, the sidecar's `"streaming"`
             entry (chunk and output frames, the state tensors, the error of
             the chunked run against the offline model); else `None`.
@@ -146,6 +150,11 @@ class ExportReport:
                     else " (the faster of the correct settings)"
                 ),
             ]
+            + [
+                f"shrunk: {name} {before} -> {after} units (dead units removed)"
+                for name, (before, after) in self.shrunk["shrunk"].items()
+            ]
+            + [f"not shrunk: {name}: {why}" for name, why in self.shrunk["kept"].items()]
             + (
                 [
                     f"streaming: {self.streaming['chunk_frames']} frames a call, "
@@ -454,6 +463,7 @@ def export_tflite(
     input_shape=None,
     streaming=False,
     chunk_frames=None,
+    shrink_units=True,
 ):
     """Exports a (pruned) Keras model to `.tflite` with sparse weights.
 
@@ -511,6 +521,13 @@ def export_tflite(
             reason). Defaults to `False`.
         chunk_frames: Integer >= 1, frames per call with `streaming=True`
             (a multiple of the front end's stride). Defaults to `None`.
+        shrink_units: Boolean. Remove the recurrent layers' dead hidden
+            units before converting (`shrinking.shrink_units`: units whose
+            kernel columns and biases are all zero, as
+            `GradualPruning(granularity="units")` leaves them), so that a
+            smaller dense layer is exported; the outputs are checked
+            against the original model. `report.shrunk` says what was
+            removed and why dead units were kept. Defaults to `True`.
 
     Returns:
         An `ExportReport`; `print(report)` shows the table.
@@ -555,8 +572,12 @@ def export_tflite(
         raise TypeError(f"`metadata` must be a dict. Received: metadata={metadata!r}")
     if metadata is not None:
         json.dumps(metadata)  # fails early, with json's message, if not serialisable
-    if not isinstance(streaming, bool):
-        raise TypeError(f"`streaming` must be True or False. Received: streaming={streaming!r}")
+    for name, value in (("streaming", streaming), ("shrink_units", shrink_units)):
+        if not isinstance(value, bool):
+            raise TypeError(f"`{name}` must be True or False. Received: {name}={value!r}")
+    original, shrunk = model, {"shrunk": {}, "kept": {}}
+    if shrink_units:
+        model, shrunk = shrinking.shrink_units(model)
     offline = None
     if streaming:
         if chunk_frames is None:
@@ -572,7 +593,7 @@ def export_tflite(
                 "carried state would be requantised at every call. Use "
                 "'float32' or 'dynamic_int8'. Received: quantization='int8'"
             )
-        offline, model = model, streaming_module.streaming_model(model, chunk_frames)
+        offline, model = original, streaming_module.streaming_model(model, chunk_frames)
         utterances = _utterances(sample_inputs, offline, chunk_frames)
         sample_inputs = None  # the step itself is checked on random chunks and states
     elif chunk_frames is not None:
@@ -606,7 +627,7 @@ def export_tflite(
     except ValueError:  # no prunable matrix at all
         table = []
     pruned = [row for row in table if row["sparsity"] >= SPARSE_MIN_ZEROS]
-    if not pruned:
+    if not pruned and not shrunk["shrunk"]:
         warnings.warn(
             f"Model {model.name!r} has no weight matrix with >= "
             f"{SPARSE_MIN_ZEROS:.0%} zeros: nothing to encode sparsely. "
@@ -661,7 +682,9 @@ def export_tflite(
             f"not stored sparse: {not_sparse}",
             stacklevel=2,
         )
-    errors, delegate = _verify(data, model, samples, tolerance)
+    # Checked against the model as given (a shrunk copy must compute the same).
+    errors, delegate = _verify(data, model if offline is not None else original, samples,
+                               tolerance)
     stream = None
     if offline is not None:
         stream = _verify_stream(data, delegate, offline, utterances, tolerance)
@@ -686,6 +709,7 @@ def export_tflite(
         "outputs": described[1],
         "interpreter": {"delegate": delegate, "use_xnnpack": delegate == "xnnpack"},
         "sparse_tensors": sum(t["format"] == "sparse" for t in tensors),
+        "shrunk_units": shrunk["shrunk"],
         "tf_gradual_prune_version": __version__,
         "metadata": metadata or {},
     }
@@ -723,4 +747,5 @@ def export_tflite(
         not_sparse=not_sparse,
         other_constants_bytes=sum(t.bytes for t in others),
         streaming=sidecar.get("streaming"),
+        shrunk=shrunk,
     )

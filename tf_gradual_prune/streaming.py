@@ -52,17 +52,16 @@ def _refuse(layer, why):
     )
 
 
-def _chain(model):
-    """The model's layers from input to output, with each call's kwargs.
-
-    Only a chain streams: one input, one output, and every layer called on
-    the previous layer's output (a `mask=` argument is allowed).
-    """
+def layer_chain(model):
+    """The model's layers from input to output, each with its call's other
+    keyword arguments (a `mask=` is dropped), for a model that is a chain:
+    one input, one output, and every layer called on the previous layer's
+    output. Raises ValueError for any other model."""
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ValueError(
             f"Model {model.name!r} has {len(model.inputs)} inputs and "
-            f"{len(model.outputs)} outputs: a streaming model is built from a "
-            "model with one input (the frames) and one output."
+            f"{len(model.outputs)} outputs: only a chain of layers with one "
+            "input (the frames) and one output can stream or shrink."
         )
     if isinstance(model, keras.Sequential):
         return [(layer, {}) for layer in model.layers]
@@ -79,14 +78,17 @@ def _chain(model):
             raise ValueError(
                 f"Layer {operation.name!r} of model {model.name!r} takes several "
                 "tensors: only a chain of layers (each called on the previous "
-                "one's output) can stream."
+                "one's output) can stream or shrink."
             )
         unknown = sorted(
             k for k, v in kwargs.items()
             if k != "mask" and any(isinstance(a, keras.KerasTensor) for a in keras.tree.flatten(v))
         )
         if unknown:
-            _refuse(operation, f"it is called with tensors as {unknown}.")
+            raise ValueError(
+                f"Layer {operation.name!r} is called with tensors as {unknown}: only a "
+                "chain of layers can stream or shrink."
+            )
         chain.append((operation, {k: v for k, v in kwargs.items() if k not in ("mask", "training")}))
         tensor = args[0]
     return chain[::-1]
@@ -210,7 +212,7 @@ def streaming_model(model, chunk_frames):
         raise ValueError(
             f"`chunk_frames` must be an integer >= 1. Received: chunk_frames={chunk_frames!r}"
         )
-    chain = _chain(model)
+    chain = layer_chain(model)
     features = tuple(model.inputs[0].shape[2:])
     if len(model.inputs[0].shape) != 3 or any(d is None for d in features):
         raise ValueError(
