@@ -87,7 +87,8 @@ def export_size(model, vocabulary, units, steps):
     twin.set_weights(model.get_weights())
     sample = np.random.default_rng(0).integers(0, vocabulary, (2, steps)).astype("int32")
     with tempfile.TemporaryDirectory() as folder:
-        report = tgp.export_tflite(twin, os.path.join(folder, "lm.tflite"), sample_inputs=sample)
+        report = tgp.export_tflite(twin, os.path.join(folder, "lm.tflite"), sample_inputs=sample,
+                                    encoding="sparse")
     return report.size_bytes
 
 

@@ -40,6 +40,8 @@ SECTIONS = [
     ("lm", "Beyond speech: Penn Treebank word-level language model (perplexity)"),
     ("calibration", "Calibration: does the ramp land on the target sparsity?"),
     ("tflite", "TFLite: size and latency of sparse exports"),
+    ("tflite_goal", "TFLite speed goal: blocks of weights against whole units, "
+                    "every interpreter setting"),
     ("training", "Training: what pruning costs per step"),
     ("tuning", "Tuning the ramp with keras-tuner (sensitivity)"),
 ]

@@ -112,7 +112,7 @@ class StepSparsity:
 
 
 #: The pruning methods `run_one` knows.
-METHODS = ("dense", "default", "ramped", "agp", "one_shot", "prune_retrain", "l1")
+METHODS = ("dense", "default", "ramped", "agp", "one_shot", "prune_retrain", "l1", "units")
 
 
 class Trajectory:
@@ -203,7 +203,7 @@ def pruning_schedule(method, epochs, steps, target, frequency=20, rounds=3, timi
     import tf_gradual_prune as tgp
 
     total = epochs * steps
-    if method == "default":
+    if method in ("default", "units"):
         schedule = tgp.RampedThresholdSchedule.for_training(epochs, steps, target_sparsity=target)
         if options:
             schedule = tgp.RampedThresholdSchedule.from_config(
@@ -269,6 +269,9 @@ def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, 
       the budget each: it costs `1 + rounds / 2` times the steps.
     - `"l1"`: an L1 penalty (`l1`) on the recurrent kernels throughout, pruned
       once to the target at 80% of the budget, fine-tuned for the rest.
+    - `"units"`: the default schedule with `GradualPruning(...,
+      granularity="units")`: whole hidden units pruned, so that the export
+      is a smaller dense model (fast everywhere), at some cost in accuracy.
 
     With `options` (method `"default"` only), the default schedule with
     these arguments changed (e.g. `{"regrow": True}`: masks recomputed from
@@ -298,7 +301,9 @@ def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, 
                                 ramp_slope_ratio, calibration, options)
     model.compile(optimizer=keras.optimizers.Adam(
         recovery_decay(schedule, total_epochs * steps) if decay else 1e-3))
-    callbacks = [] if schedule is None else [tgp.GradualPruning(schedule, block_size=block_size)]
+    granularity = "units" if method == "units" else "weights"
+    callbacks = [] if schedule is None else [
+        tgp.GradualPruning(schedule, block_size=block_size, granularity=granularity)]
     trajectory = Trajectory(task) if trace else None
     if trace:
         callbacks.append(trajectory.callback(callbacks[0] if callbacks else None))
@@ -319,7 +324,7 @@ def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, 
     if decay:
         row["decay"] = True
     row.update(options or {})
-    if method == "default":
+    if method in ("default", "units"):
         row["recipe"] = common.default_recipe()
     if trace:
         names = [item.name for _, items in callbacks[0].groups for item in items] if (

@@ -70,7 +70,7 @@ def export(model, folder, name, quantization):
     path = os.path.join(folder, name + ".tflite")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        report = tgp.export_tflite(model, path, quantization=quantization)
+        report = tgp.export_tflite(model, path, quantization=quantization, encoding="sparse")
     recurrent = [t for t in report.tensors if "cell" in t["keras_weight"]]
     weight_bytes = sum(t["bytes"] for t in recurrent)
     float_bytes = sum(4 * int(np.prod(t["shape"])) for t in recurrent)

@@ -57,7 +57,7 @@ def keras_matrices(model):
 
 def test_float_export_stores_every_pruned_kernel_block_sparse(model4, tmp_path):
     path = str(tmp_path / "model.tflite")
-    report = export_tflite(model4, path)
+    report = export_tflite(model4, path, encoding="sparse")
     assert os.path.isfile(path)
     # Independent reading of the flatbuffer: every Keras matrix is found,
     # stored sparse in 1x4 blocks, and decodes to exactly the Keras values.
@@ -84,7 +84,8 @@ def test_keras_litert_export_with_our_settings_stores_the_same_sparse_tensors(
 
     if "format" not in inspect.signature(model4.export).parameters:
         pytest.skip(f"Keras {keras.__version__} has no model.export(format=...)")
-    ours = tflite_tensors.read_tensors(export_tflite(model4, str(tmp_path / "ours.tflite")).path)
+    ours = tflite_tensors.read_tensors(export_tflite(model4, str(tmp_path / "ours.tflite"),
+                                                    encoding="sparse").path)
     theirs_path = str(tmp_path / "keras.tflite")
     model4.export(
         theirs_path, format="litert", verbose=False,
@@ -104,7 +105,7 @@ def test_keras_litert_export_with_our_settings_stores_the_same_sparse_tensors(
 
 def test_exported_model_reproduces_keras_in_litert(model4, tmp_path):
     path = str(tmp_path / "model.tflite")
-    report = export_tflite(model4, path)
+    report = export_tflite(model4, path, encoding="sparse")
     x = np.random.default_rng(5).normal(size=(4,) + X.shape[1:]).astype("float32")
     got = LiteRTRunner(path, delegate=report.delegate).run(x)
     np.testing.assert_allclose(got, model4.predict(x, verbose=0), atol=1e-4)
@@ -114,7 +115,8 @@ def test_sidecar_describes_inputs_outputs_and_metadata(model4, tmp_path):
     path = str(tmp_path / "speech.tflite")
     umask = os.umask(0o027)
     try:
-        report = export_tflite(model4, path, metadata={"labels": ["a", "b", "c"]})
+        report = export_tflite(model4, path, metadata={"labels": ["a", "b", "c"]},
+                               encoding="sparse")
     finally:
         os.umask(umask)
     # The permissions of a normally created file, not the temporary file's 0600.
@@ -134,7 +136,7 @@ def test_dynamic_int8_with_16_blocks_avoids_the_xnnpack_fault(tmp_path):
     keras.utils.set_random_seed(1)
     model = pruned_model(16)
     path = str(tmp_path / "int8.tflite")
-    report = export_tflite(model, path, quantization="dynamic_int8")
+    report = export_tflite(model, path, quantization="dynamic_int8", encoding="sparse")
     sparse = [t for t in report.tensors if t["format"] == "sparse"]
     assert any(t["block"] == [1, 16] for t in sparse)
     # The known XNNPACK fault on sparse int8: it fails to load or is wrong.
@@ -157,7 +159,7 @@ def test_full_int8_export_with_representative_data(tmp_path):
     model.fit(x, y, batch_size=8, epochs=1, verbose=0,
               callbacks=[GradualPruning(schedule, block_size=16)])
     path = str(tmp_path / "full.tflite")
-    report = export_tflite(model, path, quantization="int8",
+    report = export_tflite(model, path, quantization="int8", encoding="sparse",
                            representative_data=x[:16], sample_inputs=x[16:24])
     assert report.quantization == "int8"
     assert report.max_error <= 0.2
@@ -277,7 +279,8 @@ def test_streaming_export_runs_chunk_by_chunk_like_the_offline_model(streaming_s
 
     model, x = streaming_speech
     path = str(tmp_path / "stream.tflite")
-    report = export_tflite(model, path, streaming=True, chunk_frames=9, sample_inputs=x[:3])
+    report = export_tflite(model, path, streaming=True, chunk_frames=9, sample_inputs=x[:3],
+                           encoding="sparse")
     assert report.streaming["max_error_vs_offline"] <= 1e-4
     # The recurrent kernels stay sparse in the streaming file.
     recurrent = [t for t in report.tensors if "gru" in t["keras_weight"]]

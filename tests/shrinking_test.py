@@ -4,7 +4,6 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import compile_model
 from conftest import sequence_data
 from tf_gradual_prune import GradualPruning
 from tf_gradual_prune import RampedThresholdSchedule
@@ -48,6 +47,33 @@ def test_dead_units_are_removed_and_the_outputs_stay_the_same(layer):
                                atol=1e-6)
 
 
+def test_bidirectional_directions_keep_as_many_units_as_the_livelier_needs():
+    model = keras.Sequential([keras.Input((6, 8)),
+                              L.Bidirectional(L.GRU(9, return_sequences=True)),
+                              L.Bidirectional(L.LSTM(5)), L.Dense(3)])
+    first = model.layers[0]
+    kill(first.forward_layer, [0, 3, 4, 8])
+    kill(first.backward_layer, [2, 7])
+    kill(model.layers[1].backward_layer, [1])
+    shrunk, report = shrink_units(model)
+    # Forward keeps its 5 live units plus 2 dead ones, backward its 7 live.
+    assert report["shrunk"] == {first.name: [9, 7], model.layers[1].name: [5, 5]}
+    assert shrunk.layers[0].forward_layer.units == 7
+    assert shrunk.layers[1].forward_layer.cell.kernel.shape[0] == 14
+    np.testing.assert_allclose(shrunk.predict(X, verbose=0), model.predict(X, verbose=0),
+                               atol=1e-6)
+
+
+def test_a_time_distributed_reader_loses_the_rows_of_dead_units():
+    model = keras.Sequential([keras.Input((6, 8)), L.LSTM(6, return_sequences=True),
+                              L.TimeDistributed(L.Dense(4))])
+    kill(model.layers[0], [0, 5])
+    shrunk, report = shrink_units(model)
+    assert report["shrunk"] == {model.layers[0].name: [6, 4]}
+    np.testing.assert_allclose(shrunk.predict(X, verbose=0), model.predict(X, verbose=0),
+                               atol=1e-6)
+
+
 def test_nothing_dead_gives_the_model_itself():
     model = keras.Sequential([keras.Input((6, 8)), L.GRU(5), L.Dense(3)])
     assert shrink_units(model) == (model, {"shrunk": {}, "kept": {}})
@@ -62,15 +88,19 @@ def test_nothing_dead_gives_the_model_itself():
         ([L.GRU(5, return_sequences=True), L.Activation("sigmoid"), L.GRU(3)],
          "maps 0 to a non-zero value"),
         ([L.SimpleRNN(5, activation="sigmoid"), L.Dense(3)], "maps 0 to a non-zero value"),
+        ([L.Bidirectional(L.GRU(5), merge_mode="sum"), L.Dense(3)], "merge_mode='sum'"),
     ],
 )
 def test_dead_units_that_cannot_go_are_kept_with_the_reason(layers, why):
     model = keras.Sequential([keras.Input((6, 8))] + layers)
-    kill(model.layers[0], [2])
+    first = model.layers[0]
+    for layer in ([first.forward_layer, first.backward_layer]
+                  if isinstance(first, L.Bidirectional) else [first]):
+        kill(layer, [2])
     shrunk, report = shrink_units(model)
     assert shrunk is model and report["shrunk"] == {}
     assert list(report["kept"]) == [model.layers[0].name]
-    assert "1 dead unit(s) kept" in report["kept"][model.layers[0].name]
+    assert "dead unit(s) kept" in report["kept"][model.layers[0].name]
     assert re.search(why, report["kept"][model.layers[0].name])
 
 

@@ -67,7 +67,7 @@ def test_manifest_to_pruned_ctc_model_to_tflite(tmp_path):
         sample[i, : len(test_features[i])] = test_features[i]
     path = tmp_path / "speech.tflite"
     report = tgp.export_tflite(model, str(path), input_shape=(frames, 40), sample_inputs=sample,
-                               metadata={"alphabet": alphabet.characters})
+                               metadata={"alphabet": alphabet.characters}, encoding="sparse")
     assert report.max_error <= 1e-4
     assert {t["format"] for t in report.tensors if t["keras_weight"] and "gru" in t["keras_weight"]
             and "bias" not in t["keras_weight"]} == {"sparse"}

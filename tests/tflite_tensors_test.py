@@ -31,7 +31,7 @@ def test_decoded_tensors_equal_the_keras_weights(tmp_path, block):
     path = str(tmp_path / "m.tflite")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        export_tflite(model, path)
+        export_tflite(model, path, encoding="sparse")
     stored = tflite_tensors.read_tensors(path)
     for item in find_prunable_weights(model, weights="all"):
         values = keras.ops.convert_to_numpy(item.variable).T

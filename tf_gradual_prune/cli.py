@@ -208,7 +208,10 @@ def run_demo(args):
         with warnings.catch_warnings():
             # The dense model has nothing to store sparse: that is the point.
             warnings.filterwarnings("ignore", "Model .* no weight matrix")
-            report = tgp.export_tflite(model, path, metadata=metadata, **shape)
+            # The sparse file, whatever its speed at this size: the demo shows
+            # both, and its latency column says what it costs.
+            report = tgp.export_tflite(model, path, metadata=metadata, encoding="sparse",
+                                       **shape)
         runner = (tgp.StreamingRunner if chunk else tgp.LiteRTRunner)(
             path, delegate=report.delegate)
         if chunk:

@@ -66,6 +66,10 @@ def _reader(chain, index):
         if isinstance(layer, (keras.layers.Dense, keras.layers.LSTM, keras.layers.GRU,
                               keras.layers.SimpleRNN)):
             return layer, None
+        if isinstance(layer, keras.layers.Bidirectional) and isinstance(
+                layer.forward_layer, (keras.layers.LSTM, keras.layers.GRU,
+                                      keras.layers.SimpleRNN)):
+            return layer, None
         if isinstance(layer, keras.layers.TimeDistributed) and isinstance(
                 layer.layer, keras.layers.Dense):
             return layer, None
@@ -73,20 +77,60 @@ def _reader(chain, index):
     return None, "it is the model's output"
 
 
-def _columns(alive, gates):
-    units = alive.size
-    return np.concatenate([g * units + np.flatnonzero(alive) for g in range(gates)])
+def _columns(keep, units, gates):
+    """Kernel columns of the kept units (indices), every gate."""
+    return np.concatenate([g * units + keep for g in range(gates)])
+
+
+def _sliced(weights, keep, units, rows=None):
+    """A recurrent layer's weights for the `keep` units (and input `rows`)."""
+    kernel, recurrent_kernel, *bias = weights
+    columns = _columns(keep, units, kernel.shape[-1] // units)
+    kernel = kernel[:, columns] if rows is None else kernel[rows][:, columns]
+    return [kernel, recurrent_kernel[keep][:, columns]] + [b[..., columns] for b in bias]
+
+
+def _plan(layer):
+    """`(keep, features, reason)` for one layer: the kept unit indices per
+    direction, the indices of its kept output features, or why not."""
+    recurrent = (keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN)
+    if isinstance(layer, keras.layers.Bidirectional):
+        directions = [layer.forward_layer, layer.backward_layer]
+        if not all(isinstance(d, recurrent) for d in directions):
+            return None, None, None
+        if layer.merge_mode != "concat":
+            return None, None, f"merge_mode={layer.merge_mode!r} adds up the directions"
+    elif isinstance(layer, recurrent):
+        directions = [layer]
+    else:
+        return None, None, None
+    dead = [dead_units(d) for d in directions]
+    if not any(d.any() for d in dead):
+        return None, None, None
+    if not all(_zero_stays_zero(d.cell.activation) for d in directions):
+        return None, None, "its activation maps 0 to a non-zero value"
+    # Both directions of a Bidirectional layer keep the same number of units
+    # (Keras needs it): the one with fewer live units keeps some dead ones.
+    size = max(int((~d).sum()) for d in dead)
+    if size == 0:
+        return None, None, "every unit is dead (the layer would be empty)"
+    keep = [np.sort(np.argsort(d, kind="stable")[:size]) for d in dead]
+    units = directions[0].units
+    features = np.concatenate([k + i * units for i, k in enumerate(keep)])
+    return keep, features, None
 
 
 def shrink_units(model):
     """The model without the dead hidden units of its recurrent layers.
 
     Only models that are a chain of layers (see `streaming.layer_chain`)
-    are shrunk, and only forward `LSTM`, `GRU` and `SimpleRNN` layers whose
-    activation maps 0 to 0 and whose features are read by a `Dense` or
-    recurrent layer (possibly through dropout or zero-preserving
-    activations). The new model has the same inputs and outputs and
-    computes the same values (up to float rounding); layer names are kept.
+    are shrunk, and only `LSTM`, `GRU` and `SimpleRNN` layers (also inside
+    `Bidirectional` with `merge_mode="concat"`, both directions then keeping
+    as many units as the livelier one needs) whose activation maps 0 to 0
+    and whose features are read by a `Dense` or recurrent layer (possibly
+    through dropout or zero-preserving activations). The new model has the
+    same inputs and outputs and computes the same values (up to float
+    rounding); layer names are kept.
 
     Args:
         model: A built Keras model.
@@ -94,62 +138,77 @@ def shrink_units(model):
     Returns:
         `(new_model, report)`: `new_model` is `model` itself when nothing
         was removed; `report` is a dict with `"shrunk"` (layer name ->
-        `[units before, units after]`) and `"kept"` (layer name -> why its
-        dead units stay, for layers that have some).
+        `[units before, units after]`, per direction) and `"kept"` (layer
+        name -> why its dead units stay, for layers that have some).
     """
     report = {"shrunk": {}, "kept": {}}
-    recurrent = (keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN)
     try:
         chain = streaming.layer_chain(model)
     except ValueError as error:
         for layer in model.layers:
-            if isinstance(layer, recurrent) and dead_units(layer).any():
+            keep, _, reason = _plan(layer)
+            if keep is not None or reason is not None:
                 report["kept"][layer.name] = str(error)
         return model, report
-    alive, readers = {}, {}
+    plans, readers = {}, {}
     for index, (layer, _) in enumerate(chain):
-        if not isinstance(layer, recurrent):
+        keep, features, reason = _plan(layer)
+        if keep is None and reason is None:
             continue
-        dead = dead_units(layer)
-        if not dead.any():
-            continue
-        reason = None
-        if dead.all():
-            reason = "every unit is dead (the layer would be empty)"
-        elif not _zero_stays_zero(layer.cell.activation):
-            reason = "its activation maps 0 to a non-zero value"
         reader = None
         if reason is None:
             reader, reason = _reader(chain, index)
         if reason is not None:
-            report["kept"][layer.name] = f"{int(dead.sum())} dead unit(s) kept: {reason}"
+            report["kept"][layer.name] = f"dead unit(s) kept: {reason}"
             continue
-        alive[layer.name] = ~dead
-        readers[reader.name] = layer.name
-        report["shrunk"][layer.name] = [int(dead.size), int((~dead).sum())]
-    if not alive:
+        plans[layer.name] = keep
+        readers[reader.name] = features
+        units = (layer.forward_layer if isinstance(layer, keras.layers.Bidirectional)
+                 else layer).units
+        report["shrunk"][layer.name] = [units, int(keep[0].size)]
+    if not plans:
         return model, report
 
     def clone(layer):
         config = layer.get_config()
-        if layer.name in alive:
-            config["units"] = int(alive[layer.name].sum())
+        # Deserialising a wrapped layer (Bidirectional, TimeDistributed)
+        # builds it for its saved input shape, which a shrunk layer changes.
+        for key in ("layer", "backward_layer"):
+            if isinstance(config.get(key), dict):
+                config[key].pop("build_config", None)
+        if layer.name in plans:
+            size = int(plans[layer.name][0].size)
+            if isinstance(layer, keras.layers.Bidirectional):
+                for key in ("layer", "backward_layer"):
+                    if key in config:
+                        config[key]["config"]["units"] = size
+            else:
+                config["units"] = size
         return type(layer).from_config(config)
 
     new = keras.models.clone_model(model, clone_function=clone)
     for layer, _ in chain:
-        weights = layer.get_weights()
-        if not weights:
+        if not layer.get_weights():
             continue
-        rows = alive.get(readers.get(layer.name))
-        if layer.name in alive:
-            keep = alive[layer.name]
-            gates = weights[0].shape[-1] // keep.size
-            columns = _columns(keep, gates)
-            kernel, recurrent_kernel, *bias = weights
-            weights = [kernel[:, columns], recurrent_kernel[keep][:, columns]]
-            weights += [b[..., columns] for b in bias]
-        if rows is not None:
+        rows = readers.get(layer.name)
+        target = new.get_layer(layer.name)
+        if isinstance(layer, keras.layers.Bidirectional) and layer.name in plans:
+            for old, fresh, keep in zip((layer.forward_layer, layer.backward_layer),
+                                        (target.forward_layer, target.backward_layer),
+                                        plans[layer.name]):
+                fresh.set_weights(_sliced(old.get_weights(), keep, old.units, rows))
+            continue
+        if isinstance(layer, keras.layers.Bidirectional) and rows is not None:
+            for old, fresh in ((layer.forward_layer, target.forward_layer),
+                               (layer.backward_layer, target.backward_layer)):
+                weights = old.get_weights()
+                weights[0] = weights[0][rows]
+                fresh.set_weights(weights)
+            continue
+        weights = layer.get_weights()
+        if layer.name in plans:
+            weights = _sliced(weights, plans[layer.name][0], layer.units, rows)
+        elif rows is not None:
             weights[0] = weights[0][rows]
-        new.get_layer(layer.name).set_weights(weights)
+        target.set_weights(weights)
     return new, report
