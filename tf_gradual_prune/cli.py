@@ -69,6 +69,9 @@ def _parser():
     demo.add_argument("--target-sparsity", type=float, default=0.9)
     demo.add_argument("--block-size", type=int, default=4,
                       help="prune blocks of this many input weights (1: unstructured)")
+    demo.add_argument("--granularity", choices=("weights", "units"), default="weights",
+                      help="prune weights in blocks (default) or whole hidden units, "
+                           "which the export removes (a smaller dense model)")
     demo.add_argument("--frequency", type=int, default=None,
                       help="steps between mask updates (default: chosen from the length)")
     demo.add_argument("--train-size", type=int, default=1500, help="training utterances")
@@ -189,7 +192,9 @@ def run_demo(args):
         if name in schedules:
             print(schedules[name])
             recorders[name] = _Recorder()
-            callbacks += [tgp.GradualPruning(schedules[name], block_size=args.block_size),
+            callbacks += [tgp.GradualPruning(
+                schedules[name], granularity=args.granularity,
+                block_size=args.block_size if args.granularity == "weights" else 1),
                           recorders[name].callback]
         start = time.perf_counter()
         history = model.fit(train, epochs=args.epochs, steps_per_epoch=steps_per_epoch,
@@ -229,6 +234,7 @@ def run_demo(args):
             "latency_ms": runner.latency_ms(
                 [sample[:1, :chunk]] + runner.states if chunk else sample[:1]),
             "delegate": report.delegate,
+            "shrunk_units": report.shrunk["shrunk"],
             "train_seconds": seconds,
         })
         histories[name] = history.history
@@ -317,6 +323,7 @@ def _stream_report(args, schedules, results, histories, recorders, steps_per_epo
         f"chunk by chunk. Pruned vs dense: {dense['tflite_bytes'] / pruned['tflite_bytes']:.1f}x "
         f"smaller file, {dense['latency_ms'] / pruned['latency_ms']:.2f}x the speed per call."
     )
+    lines += _shrunk_lines(results)
     table = "\n".join(lines)
     print("\n" + table)
     out = args.output_dir
@@ -359,6 +366,7 @@ def _report(args, schedules, results, histories, recorders, steps_per_epoch, fra
         f"{pruned['cer']:.3f} (default) and {paper['cer']:.3f} (paper's rule) against "
         f"{dense['cer']:.3f} (dense)."
     )
+    lines += _shrunk_lines(results)
     table = "\n".join(lines)
     print("\n" + table)
     out = args.output_dir
@@ -374,6 +382,17 @@ def _report(args, schedules, results, histories, recorders, steps_per_epoch, fra
     _plot(os.path.join(out, "pruning_curves.png"), histories, recorders, steps_per_epoch)
     print(f"\nsaved results.json, results.md, pruning_curves.png, dense.tflite, "
           f"pruned.tflite and paper.tflite (+ .json sidecars) in {out}/")
+
+
+def _shrunk_lines(results):
+    """What the export removed from models pruned by whole units."""
+    return [
+        f"\n{r['model']}: exported with "
+        + ", ".join(f"{name} {before} -> {after} units" for name, (before, after)
+                    in r["shrunk_units"].items())
+        + " per direction (dead units removed: smaller dense layers)."
+        for r in results if r.get("shrunk_units")
+    ]
 
 
 def _plot(path, histories, recorders, steps_per_epoch):
