@@ -118,6 +118,8 @@ def test_space_and_hypermodel_bad_arguments():
         tuning.PrunedHyperModel(build_model, target_sparsity=1.5)
     with pytest.raises(ValueError, match="scoring='best'"):
         tuning.PrunedHyperModel(build_model, scoring="best")
+    with pytest.raises(ValueError, match="granularity='rows'"):
+        tuning.PrunedHyperModel(build_model, granularity="rows")
     with pytest.raises(TypeError, match="build_model=3"):
         tuning.PrunedHyperModel(3)
     with pytest.raises(ValueError, match="No trial has run"):

@@ -42,6 +42,7 @@ if keras.backend.backend() == "tensorflow" and importlib.util.find_spec("tensorb
     )
 
 from tf_gradual_prune import files
+from tf_gradual_prune.callbacks import GRANULARITIES
 from tf_gradual_prune.callbacks import GradualPruning
 from tf_gradual_prune.schedules import RampedThresholdSchedule
 
@@ -253,7 +254,9 @@ class PrunedHyperModel(keras_tuner.HyperModel):
         space: A `SearchSpace`. Defaults to `SearchSpace()`.
         scoring: `"target"` or `"tradeoff"`. Defaults to `"target"`.
         sparsity_weight: Float >= 0, for `"tradeoff"`. Defaults to `1.0`.
-        weights, block_size: Passed to `GradualPruning`.
+        weights, block_size, granularity: Passed to `GradualPruning`
+            (`granularity="units"` searches schedules for whole-unit
+            pruning).
 
     Example:
 
@@ -281,9 +284,15 @@ class PrunedHyperModel(keras_tuner.HyperModel):
         sparsity_weight=1.0,
         weights=None,
         block_size=1,
+        granularity="weights",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if granularity not in GRANULARITIES:
+            raise ValueError(
+                f"`granularity` must be one of {GRANULARITIES}. Received: "
+                f"granularity={granularity!r}"
+            )
         if not callable(build_model):
             raise TypeError(
                 f"`build_model` must be callable. Received: build_model={build_model!r}"
@@ -311,6 +320,7 @@ class PrunedHyperModel(keras_tuner.HyperModel):
         self.space = space if space is not None else SearchSpace()
         self.scoring, self.sparsity_weight = scoring, float(sparsity_weight)
         self.weights, self.block_size = weights, block_size
+        self.granularity = granularity
         self.total_steps = None
 
     def build(self, hp):
@@ -321,7 +331,8 @@ class PrunedHyperModel(keras_tuner.HyperModel):
         self.total_steps = epochs * _steps_per_epoch(args, kwargs)
         schedule = self.space.schedule(hp, self.total_steps, self.target_sparsity)
         pruning = GradualPruning(
-            schedule, weights=self.weights, block_size=self.block_size
+            schedule, weights=self.weights, block_size=self.block_size,
+            granularity=self.granularity,
         )
         score = _Score(
             self.metric, self.direction, self.target_sparsity, self.scoring,
