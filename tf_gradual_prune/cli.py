@@ -323,10 +323,6 @@ def _stream_report(args, schedules, results, histories, recorders, steps_per_epo
         f"chunk by chunk. Pruned vs dense: {dense['tflite_bytes'] / pruned['tflite_bytes']:.1f}x "
         f"smaller file, {dense['latency_ms'] / pruned['latency_ms']:.2f}x the speed per call."
     )
-    lines += _shrunk_lines(results)
-    table = "\n".join(lines)
-    print("\n" + table)
-    out = args.output_dir
     summary = {
         "schedules": {name: s.get_config() for name, s in schedules.items() if name == "pruned"},
         "results": results,
@@ -335,12 +331,8 @@ def _stream_report(args, schedules, results, histories, recorders, steps_per_epo
         "chunk_frames": chunk,
         "args": vars(args),
     }
-    files.write_atomic(os.path.join(out, "streaming.json"), json.dumps(summary, indent=2))
-    files.write_atomic(os.path.join(out, "streaming.md"), table + "\n")
-    _plot(os.path.join(out, "streaming_curves.png"), histories,
-          {k: v for k, v in recorders.items()}, steps_per_epoch)
-    print(f"\nsaved streaming.json, streaming.md, streaming_curves.png, "
-          f"dense_streaming.tflite and pruned_streaming.tflite (+ .json sidecars) in {out}/")
+    _publish(args.output_dir, "streaming", lines, summary, histories, recorders,
+             steps_per_epoch, [f"{r['model']}_streaming.tflite" for r in results])
 
 
 def _report(args, schedules, results, histories, recorders, steps_per_epoch, frames):
@@ -366,10 +358,6 @@ def _report(args, schedules, results, histories, recorders, steps_per_epoch, fra
         f"{pruned['cer']:.3f} (default) and {paper['cer']:.3f} (paper's rule) against "
         f"{dense['cer']:.3f} (dense)."
     )
-    lines += _shrunk_lines(results)
-    table = "\n".join(lines)
-    print("\n" + table)
-    out = args.output_dir
     summary = {
         "schedules": {name: s.get_config() for name, s in schedules.items()},
         "results": results,
@@ -377,11 +365,21 @@ def _report(args, schedules, results, histories, recorders, steps_per_epoch, fra
         "steps_per_epoch": steps_per_epoch,
         "args": vars(args),
     }
-    files.write_atomic(os.path.join(out, "results.json"), json.dumps(summary, indent=2))
-    files.write_atomic(os.path.join(out, "results.md"), table + "\n")
-    _plot(os.path.join(out, "pruning_curves.png"), histories, recorders, steps_per_epoch)
-    print(f"\nsaved results.json, results.md, pruning_curves.png, dense.tflite, "
-          f"pruned.tflite and paper.tflite (+ .json sidecars) in {out}/")
+    _publish(args.output_dir, "results", lines, summary, histories, recorders,
+             steps_per_epoch, [f"{r['model']}.tflite" for r in results])
+
+
+def _publish(out, stem, lines, summary, histories, recorders, steps_per_epoch, exported):
+    """Prints the table (with what the export shrank) and saves `<stem>.json`,
+    `<stem>.md` and the curves beside the exported files."""
+    table = "\n".join(lines + _shrunk_lines(summary["results"]))
+    print("\n" + table)
+    curves = "pruning_curves.png" if stem == "results" else f"{stem}_curves.png"
+    files.write_atomic(os.path.join(out, f"{stem}.json"), json.dumps(summary, indent=2))
+    files.write_atomic(os.path.join(out, f"{stem}.md"), table + "\n")
+    _plot(os.path.join(out, curves), histories, recorders, steps_per_epoch)
+    print(f"\nsaved {stem}.json, {stem}.md, {curves}, {', '.join(exported)} "
+          f"(+ .json sidecars) in {out}/")
 
 
 def _shrunk_lines(results):
