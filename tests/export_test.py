@@ -198,6 +198,8 @@ def test_model_never_pruned_warns_and_still_exports(tmp_path):
         (dict(sample_inputs=np.zeros((4, 6))), ValueError, r"sample_inputs.*Received shape \(4, 6\)"),
         (dict(tolerance=-1), ValueError, "tolerance=-1"),
         (dict(metadata=[1]), TypeError, r"metadata=\[1\]"),
+        (dict(encoding="fast"), ValueError, r"`encoding` must be one of .*encoding='fast'"),
+        (dict(shrink_units="yes"), TypeError, r"shrink_units='yes'"),
     ],
 )
 def test_bad_arguments_leave_no_file(model4, tmp_path, kwargs, error, match):
@@ -298,6 +300,10 @@ def test_streaming_export_runs_chunk_by_chunk_like_the_offline_model(streaming_s
                                    atol=1e-4)
     # A length that is not whole chunks is padded with zero frames at the end.
     assert runner.run_stream(x[0, :10]).shape == (1, 6, 5)
+    with pytest.raises(ValueError, match=r"chunk has shape \(9, 6\).*Received an array of shape \(8, 6\)"):
+        runner.push(x[0, :8])
+    with pytest.raises(ValueError, match=r"`frames` must have shape \(n, 6\).*Received shape \(18,\)"):
+        runner.run_stream(x[0, :, 0])
     assert "3 state tensor(s) carried" in str(report)
 
 
@@ -348,3 +354,14 @@ def test_several_inputs_and_outputs_keep_their_order(tmp_path):
     assert [tuple(d["shape"]) for d in runner.output_details] == [(1, 2), (1, 4), (1, 5, 7)]
     sidecar = json.load(open(path[: -len(".tflite")] + ".json"))
     assert [o["signature_key"] for o in sidecar["outputs"]] == ["output_0", "output_1", "output_2"]
+
+
+def test_encoding_dense_and_auto(model4, tmp_path):
+    dense = export_tflite(model4, str(tmp_path / "d.tflite"), encoding="dense")
+    assert dense.encoding == "dense" and dense.sparse_tensors == 0
+    assert list(dense.timings) == ["dense"]
+    auto = export_tflite(model4, str(tmp_path / "a.tflite"))
+    # Both encodings were timed; the file is the one named, with its reason.
+    assert set(auto.timings) == {"sparse", "dense"}
+    assert (auto.sparse_tensors > 0) == (auto.encoding == "sparse")
+    assert f"encoding: {auto.encoding} (" in str(auto)

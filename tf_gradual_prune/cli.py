@@ -323,16 +323,9 @@ def _stream_report(args, schedules, results, histories, recorders, steps_per_epo
         f"chunk by chunk. Pruned vs dense: {dense['tflite_bytes'] / pruned['tflite_bytes']:.1f}x "
         f"smaller file, {dense['latency_ms'] / pruned['latency_ms']:.2f}x the speed per call."
     )
-    summary = {
-        "schedules": {name: s.get_config() for name, s in schedules.items() if name == "pruned"},
-        "results": results,
-        "history": histories,
-        "steps_per_epoch": steps_per_epoch,
-        "chunk_frames": chunk,
-        "args": vars(args),
-    }
-    _publish(args.output_dir, "streaming", lines, summary, histories, recorders,
-             steps_per_epoch, [f"{r['model']}_streaming.tflite" for r in results])
+    _publish(args, "streaming", lines, {"pruned": schedules["pruned"]}, results, histories,
+             recorders, steps_per_epoch, [f"{r['model']}_streaming.tflite" for r in results],
+             chunk_frames=chunk)
 
 
 def _report(args, schedules, results, histories, recorders, steps_per_epoch, frames):
@@ -358,21 +351,25 @@ def _report(args, schedules, results, histories, recorders, steps_per_epoch, fra
         f"{pruned['cer']:.3f} (default) and {paper['cer']:.3f} (paper's rule) against "
         f"{dense['cer']:.3f} (dense)."
     )
+    _publish(args, "results", lines, schedules, results, histories, recorders,
+             steps_per_epoch, [f"{r['model']}.tflite" for r in results])
+
+
+def _publish(args, stem, lines, schedules, results, histories, recorders, steps_per_epoch,
+             exported, **extra):
+    """Prints the table (with what the export shrank) and saves `<stem>.json`
+    (schedules, results, histories, `extra`, arguments), `<stem>.md` and the
+    curves beside the exported files."""
+    out = args.output_dir
     summary = {
         "schedules": {name: s.get_config() for name, s in schedules.items()},
         "results": results,
         "history": histories,
         "steps_per_epoch": steps_per_epoch,
+        **extra,
         "args": vars(args),
     }
-    _publish(args.output_dir, "results", lines, summary, histories, recorders,
-             steps_per_epoch, [f"{r['model']}.tflite" for r in results])
-
-
-def _publish(out, stem, lines, summary, histories, recorders, steps_per_epoch, exported):
-    """Prints the table (with what the export shrank) and saves `<stem>.json`,
-    `<stem>.md` and the curves beside the exported files."""
-    table = "\n".join(lines + _shrunk_lines(summary["results"]))
+    table = "\n".join(lines + _shrunk_lines(results))
     print("\n" + table)
     curves = "pruning_curves.png" if stem == "results" else f"{stem}_curves.png"
     files.write_atomic(os.path.join(out, f"{stem}.json"), json.dumps(summary, indent=2))

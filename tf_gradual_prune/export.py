@@ -605,10 +605,6 @@ def export_tflite(
     for name, value in (("streaming", streaming), ("shrink_units", shrink_units)):
         if not isinstance(value, bool):
             raise TypeError(f"`{name}` must be True or False. Received: {name}={value!r}")
-    original, shrunk = model, {"shrunk": {}, "kept": {}}
-    if shrink_units:
-        model, shrunk = shrinking.shrink_units(model)
-    offline = None
     if streaming:
         if chunk_frames is None:
             raise ValueError("`streaming=True` needs `chunk_frames`. Received: chunk_frames=None")
@@ -623,14 +619,19 @@ def export_tflite(
                 "carried state would be requantised at every call. Use "
                 "'float32' or 'dynamic_int8'. Received: quantization='int8'"
             )
-        offline, model = original, streaming_module.streaming_model(model, chunk_frames)
-        utterances = _utterances(sample_inputs, offline, chunk_frames)
-        sample_inputs = None  # the step itself is checked on random chunks and states
     elif chunk_frames is not None:
         raise ValueError(
             "`chunk_frames` is only used with streaming=True. Received: "
             f"chunk_frames={chunk_frames!r}"
         )
+    original, shrunk = model, {"shrunk": {}, "kept": {}}
+    if shrink_units:
+        model, shrunk = shrinking.shrink_units(model)
+    offline = None
+    if streaming:
+        offline, model = original, streaming_module.streaming_model(model, chunk_frames)
+        utterances = _utterances(sample_inputs, offline, chunk_frames)
+        sample_inputs = None  # the step itself is checked on random chunks and states
 
     specs = _input_specs(model, input_shape)
     representative = None
@@ -695,8 +696,8 @@ def export_tflite(
     errors, delegate, speed = _verify(data, reference, samples, tolerance)
     timings = {"dense" if encoding == "dense" else "sparse": speed}
     chosen = encoding if encoding != "auto" else "sparse"
-    has_sparse = any(t.format == "sparse" for t in tflite_tensors.read_tensors(data))
-    if encoding == "auto" and has_sparse:
+    stored = tflite_tensors.read_tensors(data)
+    if encoding == "auto" and any(t.format == "sparse" for t in stored):
         try:
             dense_result = _verify(dense_data, reference, samples, tolerance)
         except ValueError:
@@ -705,7 +706,7 @@ def export_tflite(
             timings["dense"] = dense_result[2]
             if min(dense_result[2].values()) < 0.95 * min(speed.values()):
                 data, (errors, delegate, speed), chosen = dense_data, dense_result, "dense"
-    stored = tflite_tensors.read_tensors(data)
+                stored = tflite_tensors.read_tensors(data)
     names = _match_keras_weights(stored, model)
     matched = [(t, name) for t, name in zip(stored, names) if name is not None]
     others = [t for t, name in zip(stored, names) if name is None]
