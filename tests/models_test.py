@@ -181,6 +181,24 @@ def test_ctc_model_config_carries_conv_stride():
     assert [layer.name for layer in copy.layers] == [layer.name for layer in model.layers]
 
 
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_weight_paths_do_not_depend_on_models_built_before(bidirectional):
+    # Auto-numbered names ("bidirectional_2/forward_gru_2") would differ
+    # between a process that built other models first and a fresh one.
+    def paths():
+        model = models.speech_model(8, 4, units=4, layers=2, conv_filters=4,
+                                    bidirectional=bidirectional)
+        return [w.path for w in model.weights]
+
+    first = paths()
+    models.speech_model(8, 4, units=4, layers=2, conv_filters=4)
+    keras.layers.GRU(4), keras.layers.Conv1D(4, 3), keras.layers.Bidirectional(keras.layers.GRU(4))
+    assert paths() == first
+    expected = "bidirectional_1/forward_gru_1" if bidirectional else "gru_1/gru_cell"
+    assert any(path.startswith(expected) for path in first), first
+    assert any(path.startswith("conv/") for path in first), first
+
+
 # Run by a fresh interpreter: nothing registered by this test process helps it.
 RELOAD = """
 import json, sys

@@ -56,6 +56,11 @@ def speech_model(num_features, vocabulary_size, rnn="gru", units=128, layers=2,
             on the right), so that each output frame depends on the audio
             up to it. Defaults to `True`.
 
+    Every layer has a fixed name (`"conv"`, `"conv_norm"`, `"gru_0"`,
+    `"bidirectional_0"`, ..., `"logits"`), so weight paths such as
+    `bidirectional_0/forward_gru_0/gru_cell/kernel` are the same in every
+    process, however many models it built before.
+
     Returns:
         A `CTCModel` (compile it with an optimizer only).
 
@@ -79,19 +84,21 @@ def speech_model(num_features, vocabulary_size, rnn="gru", units=128, layers=2,
         # j * stride - left ... j * stride - left + kernel - 1, and there are
         # ceil(frames / stride) of them, as with "same" padding.
         left = (conv_kernel - 1) // 2 if bidirectional else conv_kernel - 1
-        x = keras.layers.ZeroPadding1D((left, conv_kernel - 1 - left))(inputs)
-        x = keras.layers.Conv1D(conv_filters, conv_kernel, strides=conv_stride)(x)
+        x = keras.layers.ZeroPadding1D((left, conv_kernel - 1 - left), name="conv_padding")(inputs)
+        x = keras.layers.Conv1D(conv_filters, conv_kernel, strides=conv_stride, name="conv")(x)
     else:
         x = keras.layers.Conv1D(conv_filters, conv_kernel, strides=conv_stride,
-                                padding="same" if bidirectional else "causal")(inputs)
-    x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.ReLU()(x)
-    mask = PaddingMask(conv_stride)(inputs, x) if mask_padding else None
-    for _ in range(layers):
+                                padding="same" if bidirectional else "causal", name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="conv_norm")(x)
+    x = keras.layers.ReLU(name="conv_relu")(x)
+    mask = PaddingMask(conv_stride, name="padding_mask")(inputs, x) if mask_padding else None
+    # Every layer is named, so that weight paths (sparsity tables, saved
+    # pruning states) do not depend on how many models the process built.
+    for i in range(layers):
         rnn_layer = layer(units, return_sequences=True, kernel_regularizer=regularizer,
-                          recurrent_regularizer=regularizer)
+                          recurrent_regularizer=regularizer, name=f"{rnn}_{i}")
         if bidirectional:
-            rnn_layer = keras.layers.Bidirectional(rnn_layer)
+            rnn_layer = keras.layers.Bidirectional(rnn_layer, name=f"bidirectional_{i}")
         x = rnn_layer(x, mask=mask)
     outputs = keras.layers.Dense(vocabulary_size + 1, name="logits")(x)
     return CTCModel(inputs, outputs, name=name, conv_stride=conv_stride)
