@@ -3,6 +3,8 @@
     python benchmarks/compare.py --data-dir ../shared/data [--quick] [--resume]
     python benchmarks/compare.py --data-dir ../shared/data --epochs 25 --targets 0.9 \
         --retrain-within-budget --name compare_1000 [--resume]
+    python benchmarks/compare.py --data-dir ../shared/data --mask-padding --no-tfmot \
+        --targets 0.9 --methods default one_shot l1 --name compare_masked [--resume]
 
 Every method of `speech_bench.run_one` (the library's default, the paper's
 ramped threshold, AGP, one-shot, prune-and-retrain, L1) at every `--targets`
@@ -18,6 +20,9 @@ Prune-and-retrain gets 2.5 times the `--epochs` budget, or with
 rounds of 1/5): at `--epochs 25` that is the 10-epoch dense phase of the
 default run, so every method then has the same 1,000 steps. `--name`
 writes to another results file (the 1,000-step run: `compare_1000`).
+`--mask-padding` trains the recogniser that masks its padding (what
+`speech_model` builds by default) instead of the unmasked first version
+that every other speech table was measured on (`compare_masked`).
 
 Order: first every headline row (dense, all methods at `--headline`) for
 each seed, then the other targets; rows are saved as they finish and
@@ -41,7 +46,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PRUNING = [m for m in speech_bench.METHODS if m != "dense"]
 #: Settings that change what a row measures (`--resume` checks them).
 SAME_RUN = ("data_dir", "epochs", "units", "small_units", "train_size", "test_size",
-            "max_digits", "frequency", "quick", "retrain_within_budget")
+            "max_digits", "frequency", "quick", "retrain_within_budget", "mask_padding")
+#: Settings added after the first results files: a file saved without them
+#: was run without them (`rerun.py` reads old files with these).
+LATER_SETTINGS = {"retrain_within_budget": None, "mask_padding": None}
 
 
 def plot(path, summary, headline):
@@ -104,7 +112,8 @@ def run_row(task, args, units, method, target, seed):
         # Dense for `epochs`, then ROUNDS rounds of epochs / 2: all of it within the budget.
         epochs = args.epochs * 2 // (2 + ROUNDS)
     return speech_bench.run_one(task, units, epochs, seed, target, frequency=args.frequency,
-                                method=method, rounds=ROUNDS, verbose=0)
+                                method=method, rounds=ROUNDS, verbose=0,
+                                mask_padding=bool(args.mask_padding))
 
 
 def table(rows, args, source, pending):
@@ -121,6 +130,7 @@ def table(rows, args, source, pending):
     lines = [
         f"FSDD digit strings ({source}; held-out speaker), 2 x BiGRU({args.units}), "
         f"{args.epochs}-epoch budget (prune-and-retrain: more, see steps), Adam 1e-3, "
+        f"{'padding masked (speech_model default), ' if args.mask_padding else ''}"
         f"masks updated every {args.frequency} steps; targets "
         f"{', '.join(f'{t:.0%}' for t in args.targets)} (headline {args.headline:.0%}, "
         f"with tfmot's own AGP); seeds {args.seeds}. CER mean ± sample std over the n "
@@ -182,6 +192,10 @@ def main(argv=None):
     parser.add_argument("--retrain-within-budget", action="store_true", default=None,
                         help="prune-and-retrain gets the --epochs budget too (its dense "
                              "phase is 2/5 of it), instead of 2.5 times the budget")
+    parser.add_argument("--mask-padding", action="store_true", default=None,
+                        help="train and score the recogniser that masks the padding "
+                             "(speech_model's default; needs --no-tfmot) instead of the "
+                             "unmasked first version every other speech table used")
     parser.add_argument("--name", default="compare",
                         help="results file name in benchmarks/results (default: compare)")
     parser.add_argument("--quick", action="store_true")
@@ -192,6 +206,9 @@ def main(argv=None):
         parser.error(f"--retrain-within-budget needs --epochs divisible by {2 + ROUNDS} "
                      f"(a dense phase of 2/{2 + ROUNDS} of the budget and {ROUNDS} rounds "
                      f"of 1/{2 + ROUNDS}). Received: --epochs {args.epochs}")
+    if args.mask_padding and not args.no_tfmot:
+        parser.error("--mask-padding needs --no-tfmot: tfmot's tf_keras twin has no "
+                     "padding mask")
     if args.quick:
         args.seeds, args.targets, args.epochs = args.seeds[:1], [args.headline], 4
         args.train_size, args.test_size, args.units, args.small_units = 200, 50, 32, 16

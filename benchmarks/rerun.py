@@ -84,7 +84,7 @@ def main(argv=None):
             parser.error(f"{flag} must be >= 0. Received: {flag} {getattr(args, option)}")
     with open(args.results) as f:
         saved = json.load(f)
-    settings = argparse.Namespace(**saved["settings"])
+    settings = argparse.Namespace(**dict(compare.LATER_SETTINGS, **saved["settings"]))
     if args.data_dir is not None:
         settings.data_dir = args.data_dir
     known = {(name, seed): (units, method, target)

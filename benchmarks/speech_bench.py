@@ -170,9 +170,10 @@ class Trajectory:
                 "matrices": names}
 
 
-def seeded_start(task, units, seed, regularizer=None):
+def seeded_start(task, units, seed, regularizer=None, mask_padding=False):
     """What every row starts from: `(train, steps, model)`, the shuffled
-    training set, its batches per epoch and the untrained recogniser.
+    training set, its batches per epoch and the untrained recogniser
+    (`mask_padding`: see `models.speech_model`).
 
     The seed comes first, then the training set (its shuffle takes the
     global seed too: set after it, a row would depend on the rows run before
@@ -185,10 +186,11 @@ def seeded_start(task, units, seed, regularizer=None):
 
     keras.utils.set_random_seed(seed)
     train, steps = task.train_dataset(seed)
-    # The first version of the model (no padding mask): every saved row was
-    # measured on it, so a resumed run must build it too.
+    # By default the first version of the model (no padding mask): the saved
+    # rows of every results file but `compare_masked` were measured on it, so
+    # a resumed run must build it too.
     model = models.speech_model(task.x[0].shape[1], len(task.alphabet), units=units,
-                                regularizer=regularizer, mask_padding=False)
+                                regularizer=regularizer, mask_padding=mask_padding)
     return train, steps, model
 
 
@@ -245,7 +247,7 @@ def recovery_decay(schedule, total, rate=1e-3):
 
 def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, verbose=2,
             method=None, rounds=3, l1=1e-5, timing=None, ramp_slope_ratio=None,
-            calibration=None, trace=False, decay=False, options=None):
+            calibration=None, trace=False, decay=False, options=None, mask_padding=False):
     """Trains one recogniser; returns a result row.
 
     Methods (`target` is the final sparsity of the recurrent kernels):
@@ -282,6 +284,10 @@ def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, 
     falls) and then follows a cosine down to 0 at the end of the budget
     (`keras.optimizers.schedules.CosineDecay` with a constant warm-up).
 
+    With `mask_padding`, the recogniser masks the padding (the model
+    `speech_model` builds by default; its CER does not depend on how the
+    test utterances are batched); the row records it.
+
     With `trace`, the row also holds `"trajectory"` (see `Trajectory`: the
     loss of every step, every matrix's sparsity after each mask update and
     the CER on `task.test` at every epoch end).
@@ -295,7 +301,7 @@ def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, 
     if method not in METHODS:
         raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
     train, steps, model = seeded_start(
-        task, units, seed, keras.regularizers.L1(l1) if method == "l1" else None)
+        task, units, seed, keras.regularizers.L1(l1) if method == "l1" else None, mask_padding)
     total_epochs = epochs + (rounds * (epochs // 2) if method == "prune_retrain" else 0)
     schedule = pruning_schedule(method, epochs, steps, target, frequency, rounds, timing,
                                 ramp_slope_ratio, calibration, options)
@@ -323,6 +329,8 @@ def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, 
         row["schedule"] = repr(schedule)
     if decay:
         row["decay"] = True
+    if mask_padding:
+        row["mask_padding"] = True
     row.update(options or {})
     if method in ("default", "units"):
         row["recipe"] = common.default_recipe()

@@ -40,6 +40,13 @@ def error_of(argv, capsys):
     return capsys.readouterr().err
 
 
+def test_compare_refuses_mask_padding_with_tfmot(capsys):
+    with pytest.raises(SystemExit) as raised:
+        compare.main(["--mask-padding", "--quick"])
+    assert raised.value.code == 2
+    assert "--mask-padding needs --no-tfmot" in capsys.readouterr().err
+
+
 def test_missing_results_file_is_named(tmp_path, capsys):
     path = str(tmp_path / "nothing.json")
     err = error_of(["--results", path, "--rows", "ramped 50%"], capsys)
@@ -78,7 +85,7 @@ def test_negative_tolerance_is_rejected(tmp_path, capsys, flag):
 def test_rerun_reproduces_a_row_and_catches_a_changed_one(tmp_path):
     # Save two rows the way compare.py trains them, then re-run them in the
     # opposite order: the same CER and loss although the order changed.
-    args = compare.argparse.Namespace(**SETTINGS)
+    args = compare.argparse.Namespace(**dict(compare.LATER_SETTINGS, **SETTINGS))
     task = speech_bench.SpeechTask(None, args.train_size, args.test_size,
                                    args.max_digits, 32)
     names = {"ramped 50%": ("ramped", 0.5), "dense GRU(8)": ("dense", None)}
@@ -321,7 +328,8 @@ def test_compare_gives_prune_and_retrain_the_budget_when_asked(capsys, monkeypat
     calls = []
     monkeypatch.setattr(speech_bench, "run_one",
                         lambda task, units, epochs, *a, **k: calls.append(epochs) or {})
-    args = type("Args", (), {"epochs": 25, "frequency": 20, "retrain_within_budget": True})
+    args = type("Args", (), {"epochs": 25, "frequency": 20, "retrain_within_budget": True,
+                             "mask_padding": None})
     compare.run_row(None, args, 8, "prune_retrain", 0.9, 0)
     compare.run_row(None, args, 8, "one_shot", 0.9, 0)
     assert calls == [10, 25]  # 10 dense + 3 rounds of 5 = 25 epochs
