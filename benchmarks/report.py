@@ -30,6 +30,10 @@ SECTIONS = [
                            "geometric ramp sits"),
     ("trajectory_george", "Diagnosis, third validation speaker (george): where the "
                           "geometric ramp sits"),
+    ("trajectory_jackson_freq", "Diagnosis, jackson: how many mask updates (20, 80 "
+                                "or one per step)"),
+    ("trajectory_george_freq", "Diagnosis, george: how many mask updates (20, 80 or "
+                               "one per step)"),
     ("speech", "Speech: FSDD digit strings, held-out speaker (CTC, CER)"),
     ("compare", "Pruning methods side by side (speech task)"),
     ("compare_1000", "Pruning methods side by side at a 1,000-step budget (speech task)"),

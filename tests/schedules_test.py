@@ -188,12 +188,18 @@ def test_for_training_default_timing_and_frequency():
         epochs=10, steps_per_epoch=40, target_sparsity=0.8
     )
     assert (schedule.begin_step, schedule.ramp_step, schedule.end_step) == (120, 180, 280)
-    assert schedule.frequency == 160 // 20
+    assert schedule.frequency == 160 // 80
     assert schedule.calibration_mode == "geometric"
     updates = [t for t in range(400) if schedule.is_update_step(t)]
-    assert len(updates) == 19  # 128, 136, ..., 272
-    # A long run keeps the paper's spacing and so gets more updates.
+    assert len(updates) == 79  # 122, 124, ..., 278
+    # A longer run spaces its 80 updates out ...
+    assert RampedThresholdSchedule.for_training(20, 500).frequency == 4000 // 80
+    # ... up to the paper's spacing, and then gets more updates.
     assert RampedThresholdSchedule.for_training(50, 1000).frequency == 100
+    # The paper's rule keeps its every-100-steps spacing, and 20 updates
+    # where the run is too short for that.
+    assert RampedThresholdSchedule.paper(50, 1000).frequency == 100
+    assert RampedThresholdSchedule.paper(10, 40).frequency == (200 - 40) // 20
     # Explicit settings still win.
     explicit_one = RampedThresholdSchedule.for_training(
         10, 40, frequency=20, calibration="track"

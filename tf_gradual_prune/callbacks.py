@@ -380,7 +380,7 @@ class GradualPruning(keras.callbacks.Callback):
     (TensorFlow, PyTorch). The callback runs on every Keras 3
     backend (TensorFlow, JAX, PyTorch), with `keras.distribution` too; on
     JAX, whose compiled step holds the masks as constants, the step is
-    compiled again after each mask update (about 20 times in a
+    compiled again after each mask update (about 80 times in a
     `for_training` run).
 
     By default every recurrent weight matrix is pruned: the input `kernel`
