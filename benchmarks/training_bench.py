@@ -214,8 +214,8 @@ def main(argv=None):
         f"every step and updated every {args.frequency} steps; median of {args.rounds} "
         f"interleaved rounds of {args.steps} steps (per-round median ms/step). The total "
         "ratio sums every timed step, mask updates included (on JAX also the step's "
-        "compilation after each update, which a median does not see); a real run updates "
-        "far less often than every 20 steps (`for_training`: about 20 updates per run).",
+        "compilation after each update, which a median does not see); `for_training` "
+        "updates about 80 times per run (every 50 steps in a run of 10,000).",
         "",
         "| model | seq | plain ms/step | pruning ms/step | ratio (min-max) | total ratio | "
         "mask update ms | tfmot ratio on tf_keras (plain / pruned ms) | peak RSS MiB |",
