@@ -69,6 +69,12 @@ def test_trial_table_has_one_row_per_trial_with_sparsity(tmp_path):
         assert row["sparsity"] == pytest.approx(0.8, abs=0.02)
         assert 0 <= row["val_accuracy"] <= 1
         assert {"begin_fraction", "ramp_fraction", "end_fraction", "units"} <= set(row)
+        # The size logged is the model's non-zero parameters at the end:
+        # all of them but the 80% of the GRU's kernels that were pruned.
+        units = row["units"]
+        kernels = 4 * 3 * units + units * 3 * units
+        total = kernels + 2 * 3 * units + units * 3 + 3
+        assert row["size"] == pytest.approx(total - 0.8 * kernels, abs=0.02 * kernels)
     assert json.loads((tmp_path / "trials.json").read_text()) == rows
     assert (tmp_path / "trials.csv").read_text().count("\n") == 3
     png = tuning.sensitivity_plot(tuner, str(tmp_path / "sensitivity.png"))
@@ -90,6 +96,81 @@ def test_objective_ranks_a_trial_that_misses_the_target_below():
     logs = {"val_loss": 0.5, "sparsity": 0.8}
     tradeoff.on_epoch_end(0, logs)
     assert logs["pruning_score"] == pytest.approx(-0.5 + 1.6)
+
+
+def test_reevaluated_best_schedule_reproduces_within_its_spread(tmp_path):
+    hypermodel = tuning.PrunedHyperModel(build_model, target_sparsity=0.8, space=SPACE)
+    tuner = search(tmp_path, hypermodel, trials=3)
+    with pytest.warns(UserWarning, match="rests on 1 training run"):
+        hypermodel.best_schedule(tuner)
+    assert hypermodel.best_score(tuner)["runs"] == 1
+    fit_args = dict(epochs=5, batch_size=16, validation_data=(XV, YV), verbose=0)
+    rows = hypermodel.reevaluate(tuner, X, Y, top=2, runs=3, **fit_args)
+    assert len(rows) == 2 and rows[0]["mean_score"] >= rows[1]["mean_score"]
+    for row in rows:
+        assert row["seeds"] == [1, 2, 3] and len(row["values"]) == 3
+        assert row["sparsity"] == pytest.approx([0.8] * 3, abs=0.02)
+        assert row["mean"] == pytest.approx(sum(row["values"]) / 3)
+    score = hypermodel.best_score(tuner)
+    assert score["source"] == "reevaluate" and score["runs"] == 3
+    assert score["trial"] == rows[0]["trial"]
+    schedule = hypermodel.best_schedule(tuner)
+    best = tuner.oracle.get_trial(rows[0]["trial"]).hyperparameters
+    assert schedule == SPACE.schedule(best.copy(), 30, 0.8)
+    # Trained again from scratch with a seed none of the runs used, the
+    # best schedule lands within the reported spread.
+    keras.utils.set_random_seed(77)
+    model = build_model(best)
+    history = model.fit(X, Y, callbacks=[GradualPruning(schedule)], **fit_args)
+    assert score["low"] <= history.history["val_accuracy"][-1] <= score["high"]
+
+
+def test_smallest_scoring_prefers_the_smaller_model_above_the_floor():
+    scorer = tuning._Score("val_loss", "min", 0.9, "smallest", 1.0,
+                           metric_floor=0.5, size=lambda model: model.size)
+
+    class Model:
+        size = 1000
+
+    scorer.set_model(Model())
+    small, large, bad = ({"val_loss": 0.4, "sparsity": 0.9},
+                         {"val_loss": 0.3, "sparsity": 0.9},
+                         {"val_loss": 0.6, "sparsity": 0.99})
+    scorer.on_epoch_end(0, small)
+    Model.size = 5000
+    scorer.on_epoch_end(0, large)
+    Model.size = 10
+    scorer.on_epoch_end(0, bad)
+    assert small["size"] == 1000 and small["pruning_score"] == pytest.approx(-3.0)
+    assert large["pruning_score"] < small["pruning_score"]
+    assert bad["pruning_score"] < large["pruning_score"]
+
+
+def test_pareto_front_keeps_every_undominated_trade_off(tmp_path):
+    rows = [{"trial": "a", "val_accuracy": 0.90, "size": 100.0},
+            {"trial": "b", "val_accuracy": 0.80, "size": 50.0},
+            {"trial": "c", "val_accuracy": 0.85, "size": 120.0},  # a beats it
+            {"trial": "d", "val_accuracy": 0.95, "size": 400.0},
+            {"trial": "e", "val_accuracy": 0.80, "size": 60.0},  # b beats it
+            {"trial": "f", "val_accuracy": None, "size": 10.0}]  # failed
+    front = tuning.pareto_front(rows)
+    assert [r["trial"] for r in front] == ["b", "a", "d"]
+    losses = [dict(r, val_loss=1 - r["val_accuracy"]) for r in rows[:5]]
+    assert [r["trial"] for r in tuning.pareto_front(losses, "val_loss", "min")] == [
+        "b", "a", "d"]
+    png = tuning.pareto_plot(rows, str(tmp_path / "front.png"))
+    assert os.path.getsize(png) > 5000
+
+
+def test_default_space_searches_the_number_of_updates_around_the_default():
+    space = tuning.SearchSpace()
+    hp = keras_tuner.HyperParameters()
+    schedule = space.schedule(hp, 1000, 0.9)
+    assert hp.values["updates"] in tuning.SEARCH_UPDATES
+    begin, end = schedule.begin_step, schedule.end_step
+    assert 150 <= begin <= 350 and 550 <= end <= 800
+    assert schedule.frequency == max((end - begin) // hp.values["updates"], 1)
+    assert schedule.calibration is None and schedule.allocation is None  # the default's
 
 
 def test_infeasible_combination_fails_the_trial_before_training():
@@ -114,6 +195,24 @@ def test_space_and_hypermodel_bad_arguments():
         tuning.SearchSpace(frequency=(0,))
     with pytest.raises(ValueError, match="not both"):
         tuning.SearchSpace(target_sparsity=(0.8, 0.9), start_slope=(1e-4, 1e-2))
+    with pytest.raises(ValueError, match=r"updates=\(80,\), frequency=\(10,\)"):
+        tuning.SearchSpace(updates=(80,), frequency=(10,))
+    with pytest.raises(ValueError, match="updates=80"):
+        tuning.SearchSpace(updates=80)
+    with pytest.raises(ValueError, match="metric_floor=None"):
+        tuning.PrunedHyperModel(build_model, scoring="smallest")
+    with pytest.raises(ValueError, match="metric_floor=0.5"):
+        tuning.PrunedHyperModel(build_model, metric_floor=0.5)
+    with pytest.raises(TypeError, match="size='bytes'"):
+        tuning.PrunedHyperModel(build_model, size="bytes")
+    hypermodel = tuning.PrunedHyperModel(build_model)
+    hypermodel.total_steps = 10  # as after a search
+    with pytest.raises(ValueError, match="runs=1"):
+        hypermodel.reevaluate(None, X, Y, runs=1)
+    with pytest.raises(ValueError, match="top=0"):
+        hypermodel.reevaluate(None, X, Y, top=0)
+    with pytest.raises(ValueError, match="direction='up'"):
+        tuning.pareto_front([], direction="up")
     with pytest.raises(ValueError, match="target_sparsity=1.5"):
         tuning.PrunedHyperModel(build_model, target_sparsity=1.5)
     with pytest.raises(ValueError, match="scoring='best'"):

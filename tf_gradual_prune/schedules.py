@@ -89,6 +89,14 @@ def _latest_update(step, begin_step, end_step, frequency):
     return last if last > begin_step else None
 
 
+def update_frequency(begin_step, end_step, updates):
+    """The mask-update spacing that gives about `updates` updates between
+    `begin_step` and `end_step`: `(end_step - begin_step) // updates`, at
+    least 1 and at most the paper's `PAPER_FREQUENCY` (100)."""
+    updates = _check_int("updates", updates, 1)
+    return min(max((end_step - begin_step) // updates, 1), PAPER_FREQUENCY)
+
+
 def _check_int(name, value, minimum):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(
@@ -622,7 +630,7 @@ class RampedThresholdSchedule:
         total = epochs * steps_per_epoch
         begin, ramp, end = (int(round(f * total)) for f in timing)
         if frequency is None:
-            frequency = min(max((end - begin) // updates, 1), PAPER_FREQUENCY)
+            frequency = update_frequency(begin, end, updates)
             if _latest_update(end, begin, end, frequency) is None:
                 raise ValueError(
                     f"The run is too short to prune: {epochs} epoch(s) of "

@@ -4,23 +4,32 @@ Import it explicitly (`from tf_gradual_prune import tuning`): it needs
 keras-tuner and tensorboard (`pip install 'tf-gradual-prune[tuner]'`).
 
 - `SearchSpace`: ranges for begin, ramp and end (as fractions of the
-  training), φ/θ, the update frequency, and the target sparsity or the slopes.
+  training, around the library's default timing), φ/θ, the number of mask
+  updates (or their spacing), and the target sparsity or the slopes.
 - `PrunedHyperModel`: wraps your model-building function; its `fit` builds
   the schedule from the trial's hyperparameters and prunes with
   `GradualPruning`. Works with any keras-tuner tuner.
 - The objective `pruning_score`: the validation metric, for trials whose
   final sparsity reaches the target; trials below it rank after all that
-  reach it. Or a scalarisation of metric and sparsity.
-- `trials_table`, `save_trials` and `sensitivity_plot` for the results, and
-  `PrunedHyperModel.best_schedule(tuner)` for the winner.
+  reach it. Or a scalarisation of metric and sparsity, or the smallest
+  model whose metric reaches a floor. Every trial logs its `size` (non-zero
+  parameters, or your own measure such as `.tflite` bytes).
+- `PrunedHyperModel.reevaluate(tuner, ...)` trains the top trials again
+  with fresh seeds, so that the best schedule and its score (mean ± spread,
+  `best_score`) rest on several runs rather than on the luckiest one;
+  `best_schedule(tuner)` returns the winner.
+- `trials_table`, `save_trials`, `sensitivity_plot`, `pareto_front` and
+  `pareto_plot` for the results.
 """
 
+import copy
 import csv
 import importlib.util
 import io
 import json
 import math
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -44,7 +53,11 @@ if keras.backend.backend() == "tensorflow" and importlib.util.find_spec("tensorb
 from tf_gradual_prune import files
 from tf_gradual_prune.callbacks import GRANULARITIES
 from tf_gradual_prune.callbacks import GradualPruning
+from tf_gradual_prune.masking import to_numpy
+from tf_gradual_prune.schedules import DEFAULT_UPDATES
 from tf_gradual_prune.schedules import RampedThresholdSchedule
+from tf_gradual_prune.schedules import _check_int
+from tf_gradual_prune.schedules import update_frequency
 
 #: The objective `PrunedHyperModel` adds to the logs.
 OBJECTIVE = keras_tuner.Objective("pruning_score", direction="max")
@@ -53,7 +66,11 @@ OBJECTIVE = keras_tuner.Objective("pruning_score", direction="max")
 #: the sparsity reached minus this, below any metric value a model reaches.
 MISSED_TARGET_OFFSET = 1e6
 
-SCORING = ("target", "tradeoff")
+SCORING = ("target", "tradeoff", "smallest")
+
+#: Mask-update counts `SearchSpace` chooses from by default: half, once and
+#: twice the default's `DEFAULT_UPDATES`.
+SEARCH_UPDATES = (DEFAULT_UPDATES // 2, DEFAULT_UPDATES, 2 * DEFAULT_UPDATES)
 
 
 def _pair(name, value, low=0.0, high=1.0):
@@ -76,21 +93,32 @@ class SearchSpace:
     """Ranges searched for a `RampedThresholdSchedule`.
 
     Steps are fractions of the planned optimizer steps, so one space serves
-    any training length. The defaults surround the paper's choices (pruning
-    from the 2nd epoch, ramp at 25%, end at 50%, φ = 1.5θ-2θ, frequency 100).
-    A sampled combination that is not a valid schedule (ramp before begin,
-    no update step in the window) fails the trial before any training, with
+    any training length. The defaults surround the library's default
+    (`RampedThresholdSchedule.for_training`: begin at 30%, ramp at 45%, end
+    at 70% of the steps, about 80 mask updates, "geometric" calibration,
+    "lamp" allocation): begin 15-35%, ramp 35-55%, end 55-80%, φ/θ 1.5-2,
+    and 40, 80 or 160 updates. The paper's choices (begin at the 2nd epoch,
+    ramp at 25%, end at 50%, every 100 steps) lie outside them; give the
+    ranges to search around those instead. A sampled combination that is
+    not a valid schedule (ramp before begin, no update step in the window)
+    fails the trial before any training, with
     `keras_tuner.errors.FailedTrialError`.
 
     Args:
         begin: (low, high) fraction for `begin_step`. Defaults to
-            `(0.02, 0.15)`.
-        ramp: (low, high) fraction for `ramp_step`. Defaults to
             `(0.15, 0.35)`.
-        end: (low, high) fraction for `end_step`. Defaults to `(0.4, 0.7)`.
+        ramp: (low, high) fraction for `ramp_step`. Defaults to
+            `(0.35, 0.55)`.
+        end: (low, high) fraction for `end_step`. Defaults to
+            `(0.55, 0.8)`.
         ramp_slope_ratio: (low, high) for φ/θ. Defaults to `(1.5, 2.0)`.
-        frequency: Tuple of integers to choose from. Defaults to
-            `(20, 50, 100)`.
+        updates: Tuple of integers >= 1 to choose from: the number of mask
+            updates between begin and end (the spacing is then
+            `schedules.update_frequency`, so it follows the training
+            length). `None` means `SEARCH_UPDATES` (40, 80, 160) unless
+            `frequency` is given. Defaults to `None`.
+        frequency: Tuple of integers >= 1 to choose the update spacing in
+            steps from, instead of `updates`. Defaults to `None`.
         target_sparsity: `None` (the hypermodel's target, fixed) or a
             (low, high) range to search. Defaults to `None`.
         start_slope: `None`, or a (low, high) range searched on a log scale:
@@ -100,11 +128,12 @@ class SearchSpace:
 
     def __init__(
         self,
-        begin=(0.02, 0.15),
-        ramp=(0.15, 0.35),
-        end=(0.4, 0.7),
+        begin=(0.15, 0.35),
+        ramp=(0.35, 0.55),
+        end=(0.55, 0.8),
         ramp_slope_ratio=(1.5, 2.0),
-        frequency=(20, 50, 100),
+        updates=None,
+        frequency=None,
         target_sparsity=None,
         start_slope=None,
     ):
@@ -117,15 +146,16 @@ class SearchSpace:
                 "`ramp_slope_ratio` must be > 0. Received: "
                 f"ramp_slope_ratio={ramp_slope_ratio!r}"
             )
-        frequency = tuple(frequency)
-        if not frequency or any(
-            isinstance(f, bool) or not isinstance(f, int) or f < 1 for f in frequency
-        ):
+        if updates is not None and frequency is not None:
             raise ValueError(
-                "`frequency` must be a non-empty tuple of integers >= 1. "
-                f"Received: frequency={frequency!r}"
+                "Search either `updates` or `frequency`, not both. Received: "
+                f"updates={updates!r}, frequency={frequency!r}"
             )
-        self.frequency = frequency
+        self.frequency = None if frequency is None else _choices("frequency", frequency)
+        self.updates = (
+            None if frequency is not None
+            else _choices("updates", SEARCH_UPDATES if updates is None else updates)
+        )
         self.target_sparsity = (
             None if target_sparsity is None
             else _pair("target_sparsity", target_sparsity, 0.0, 0.999)
@@ -157,7 +187,12 @@ class SearchSpace:
         ramp = fraction("ramp_fraction", self.ramp)
         end = fraction("end_fraction", self.end)
         ratio = fraction("ramp_slope_ratio", self.ramp_slope_ratio)
-        frequency = hp.Choice("frequency", list(self.frequency))
+        steps = [int(round(f * total_steps)) for f in (begin, ramp, end)]
+        if self.frequency is not None:
+            frequency = hp.Choice("frequency", list(self.frequency))
+        else:
+            updates = hp.Choice("updates", list(self.updates))
+            frequency = update_frequency(steps[0], steps[2], updates)
         kwargs = dict(ramp_slope_ratio=ratio)
         if self.start_slope is not None:
             kwargs["start_slope"] = hp.Float(
@@ -167,7 +202,6 @@ class SearchSpace:
             kwargs["target_sparsity"] = hp.Float("target_sparsity", *self.target_sparsity)
         else:
             kwargs["target_sparsity"] = target_sparsity
-        steps = [int(round(f * total_steps)) for f in (begin, ramp, end)]
         try:
             return RampedThresholdSchedule(*steps, frequency=frequency, **kwargs)
         except ValueError as error:
@@ -176,13 +210,38 @@ class SearchSpace:
             ) from None
 
 
-class _Score(keras.callbacks.Callback):
-    """Adds `pruning_score` to the epoch logs (see `PrunedHyperModel`)."""
+def _choices(name, values):
+    """A non-empty tuple of integers >= 1."""
+    try:
+        choices = tuple(values)
+    except TypeError:
+        choices = ()
+    if not choices or any(
+        isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in choices
+    ):
+        raise ValueError(
+            f"`{name}` must be a non-empty tuple of integers >= 1. "
+            f"Received: {name}={values!r}"
+        )
+    return choices
 
-    def __init__(self, metric, direction, target, scoring, weight):
+
+def count_nonzeros(model):
+    """The non-zero parameters of `model` (every weight, pruned or not): the
+    size measure `PrunedHyperModel` logs by default."""
+    return int(sum(np.count_nonzero(to_numpy(w)) for w in model.weights))
+
+
+class _Score(keras.callbacks.Callback):
+    """Adds `size` and `pruning_score` to the epoch logs (see
+    `PrunedHyperModel`)."""
+
+    def __init__(self, metric, direction, target, scoring, weight,
+                 metric_floor=None, size=count_nonzeros):
         super().__init__()
         self.metric, self.direction = metric, direction
         self.target, self.scoring, self.weight = target, scoring, weight
+        self.metric_floor, self.size = metric_floor, size
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
@@ -192,10 +251,18 @@ class _Score(keras.callbacks.Callback):
                 f"The objective metric {self.metric!r} is not in the logs "
                 f"{sorted(logs)}: pass validation data, or choose `metric`."
             )
-        value = float(logs[self.metric]) * (1 if self.direction == "max" else -1)
+        sign = 1 if self.direction == "max" else -1
+        value = float(logs[self.metric]) * sign
         sparsity = float(logs.get("sparsity", 0.0))
+        if self.model is not None:
+            logs["size"] = float(self.size(self.model))
         if self.scoring == "tradeoff":
             logs["pruning_score"] = value + self.weight * sparsity
+        elif self.scoring == "smallest":
+            if value >= self.metric_floor * sign:
+                logs["pruning_score"] = -math.log10(max(logs["size"], 1.0))
+            else:
+                logs["pruning_score"] = value - MISSED_TARGET_OFFSET
         elif sparsity + 1e-3 >= self.target:
             logs["pruning_score"] = value
         else:
@@ -241,9 +308,24 @@ class PrunedHyperModel(keras_tuner.HyperModel):
       target ranks above every trial that does not (and those rank by
       sparsity).
     - `scoring="tradeoff"`: metric + `sparsity_weight` * sparsity.
+    - `scoring="smallest"`: the smallest model whose metric reaches
+      `metric_floor`: `-log10(size)` when the metric reaches the floor,
+      otherwise the metric - 1e6 (below every trial that reaches it). Use
+      it when the search varies the size: `SearchSpace(target_sparsity=
+      (low, high))`, or units in your `build_model`.
 
-    The sparsity reached is logged as `sparsity` beside the metric, in every
-    trial's metrics.
+    Every epoch logs `sparsity` (of the pruned weights) and `size` beside
+    the metric: by default the model's non-zero parameters
+    (`count_nonzeros`), or what your `size` function measures, e.g. the
+    bytes of a `.tflite` export or its LiteRT latency (it runs at every
+    epoch end, so keep it cheap or the epochs few). `pareto_front` and
+    `pareto_plot` show metric against size over the trials.
+
+    A search trains each trial once, and its best trial is partly the
+    luckiest seed: its score does not come back when the schedule is
+    trained again. `reevaluate(tuner, ...)` trains the top trials again
+    with fresh seeds; `best_schedule` and `best_score` then rank by the
+    mean of those runs and report its spread.
 
     Args:
         build_model: Function `hp -> compiled keras.Model`.
@@ -252,8 +334,14 @@ class PrunedHyperModel(keras_tuner.HyperModel):
             `"val_accuracy"`.
         direction: `"max"` or `"min"` for `metric`. Defaults to `"max"`.
         space: A `SearchSpace`. Defaults to `SearchSpace()`.
-        scoring: `"target"` or `"tradeoff"`. Defaults to `"target"`.
+        scoring: One of `SCORING`: `"target"`, `"tradeoff"` or
+            `"smallest"`. Defaults to `"target"`.
         sparsity_weight: Float >= 0, for `"tradeoff"`. Defaults to `1.0`.
+        metric_floor: Float, for `"smallest"` (required there, not allowed
+            otherwise): the worst metric value a model may have. Defaults
+            to `None`.
+        size: `"nonzeros"` or a function `model -> float` (smaller is
+            better). Defaults to `"nonzeros"`.
         weights, block_size, granularity: Passed to `GradualPruning`
             (`granularity="units"` searches schedules for whole-unit
             pruning).
@@ -267,7 +355,10 @@ class PrunedHyperModel(keras_tuner.HyperModel):
     tuner = keras_tuner.RandomSearch(hypermodel, objective=tuning.OBJECTIVE,
                                      max_trials=10, directory="search")
     tuner.search(x, y, epochs=12, validation_data=(x_val, y_val))
+    hypermodel.reevaluate(tuner, x, y, epochs=12,
+                          validation_data=(x_val, y_val))
     schedule = hypermodel.best_schedule(tuner)
+    print(hypermodel.best_score(tuner))  # mean, std, low-high, runs
     tuning.save_trials(tuner, "search/trials")
     tuning.sensitivity_plot(tuner, "search/sensitivity.png")
     ```
@@ -282,6 +373,8 @@ class PrunedHyperModel(keras_tuner.HyperModel):
         space=None,
         scoring="target",
         sparsity_weight=1.0,
+        metric_floor=None,
+        size="nonzeros",
         weights=None,
         block_size=1,
         granularity="weights",
@@ -314,14 +407,31 @@ class PrunedHyperModel(keras_tuner.HyperModel):
             raise ValueError(
                 f"`sparsity_weight` must be >= 0. Received: sparsity_weight={sparsity_weight!r}"
             )
+        if (metric_floor is None) != (scoring != "smallest"):
+            raise ValueError(
+                "`metric_floor` is required with scoring='smallest' and "
+                f"allowed only there. Received: scoring={scoring!r}, "
+                f"metric_floor={metric_floor!r}"
+            )
+        if size == "nonzeros":
+            size = count_nonzeros
+        elif not callable(size):
+            raise TypeError(
+                "`size` must be 'nonzeros' or a function model -> float. "
+                f"Received: size={size!r}"
+            )
         self.build_model = build_model
         self.target_sparsity = float(target_sparsity)
         self.metric, self.direction = metric, direction
         self.space = space if space is not None else SearchSpace()
         self.scoring, self.sparsity_weight = scoring, float(sparsity_weight)
+        self.metric_floor = None if metric_floor is None else float(metric_floor)
+        self.size = size
         self.weights, self.block_size = weights, block_size
         self.granularity = granularity
         self.total_steps = None
+        #: The rows `reevaluate` returned, best first (`None` before).
+        self.reevaluation = None
 
     def build(self, hp):
         return self.build_model(hp)
@@ -336,35 +446,142 @@ class PrunedHyperModel(keras_tuner.HyperModel):
         )
         score = _Score(
             self.metric, self.direction, self.target_sparsity, self.scoring,
-            self.sparsity_weight,
+            self.sparsity_weight, self.metric_floor, self.size,
         )
         # In front: the tuner's own callbacks must see the score.
         kwargs["callbacks"] = [pruning, score] + list(kwargs.get("callbacks", []))
         return model.fit(*args, **kwargs)
 
+    def reevaluate(self, tuner, *args, top=3, runs=3, seed=1, **kwargs):
+        """Trains the `top` best trials again, `runs` times each, with fresh
+        seeds; ranks them by the mean score of those runs.
+
+        Give it the data and arguments you gave `tuner.search` (`x`, `y`,
+        `epochs`, `validation_data`, ...). Run `i` of every trial starts
+        from `keras.utils.set_random_seed(seed + i)` (the same seeds for
+        every trial, so that they compare on equal draws). The figures are
+        those of the last epoch, as a user who trains the schedule again
+        gets them; the search itself scores a trial by its best epoch.
+
+        Args:
+            tuner: The keras-tuner tuner that searched with this hypermodel.
+            *args, **kwargs: Passed to `fit` as in `tuner.search`.
+            top: Integer >= 1. How many of the best trials. Defaults to 3.
+            runs: Integer >= 2. Trainings per trial. Defaults to 3.
+            seed: Integer >= 0. The first run's seed. Defaults to 1.
+
+        Returns:
+            One dict per trial, best mean first (also kept as
+            `self.reevaluation`): `trial`, `hyperparameters`, `search_score`
+            (the search's figure), `seeds`, per run `scores`, `values` (the
+            metric), `sparsity` and `size`, and `mean`, `std` (sample),
+            `low` and `high` (mean ∓ 2 std) of the metric.
+        """
+        top = _check_int("top", top, 1)
+        runs = _check_int("runs", runs, 2)
+        seed = _check_int("seed", seed, 0)
+        trials = self._search_best(tuner, top)
+        seeds = [seed + i for i in range(runs)]
+        rows = []
+        for rank, trial in enumerate(trials):
+            row = {"trial": trial.trial_id,
+                   "hyperparameters": dict(trial.hyperparameters.values),
+                   "search_score": trial.score, "seeds": seeds,
+                   "scores": [], "values": [], "sparsity": [], "size": []}
+            for run, run_seed in enumerate(seeds):
+                if kwargs.get("verbose", 1):
+                    print(f"Re-evaluating trial {trial.trial_id} ({rank + 1} of "
+                          f"{len(trials)}), run {run + 1} of {runs}, seed {run_seed}")
+                keras.utils.set_random_seed(run_seed)
+                hp = trial.hyperparameters.copy()
+                model = self.build(hp)
+                logs = self.fit(hp, model, *args, **copy.copy(kwargs)).history
+                row["scores"].append(float(logs["pruning_score"][-1]))
+                row["values"].append(float(logs[self.metric][-1]))
+                row["sparsity"].append(float(logs.get("sparsity", [0.0])[-1]))
+                row["size"].append(float(logs["size"][-1]))
+            values = np.array(row["values"])
+            row["mean_score"] = float(np.mean(row["scores"]))
+            row["mean"], row["std"] = float(values.mean()), float(values.std(ddof=1))
+            row["low"] = row["mean"] - 2 * row["std"]
+            row["high"] = row["mean"] + 2 * row["std"]
+            rows.append(row)
+        rows.sort(key=lambda r: -r["mean_score"])
+        self.reevaluation = rows
+        return rows
+
+    def _search_best(self, tuner, count):
+        if self.total_steps is None:
+            raise ValueError("No trial has run yet: call `tuner.search` first.")
+        best = tuner.oracle.get_best_trials(count)
+        if not best:
+            raise ValueError("The tuner has no completed trial.")
+        return best
+
+    def best_score(self, tuner):
+        """The best trial's figure and how many runs back it.
+
+        After `reevaluate`: the metric's mean, sample std, `low`-`high`
+        (mean ∓ 2 std) and per-run values over its runs. Before: the
+        search's own figure for the best trial, from one run (or the mean
+        of the tuner's `executions_per_trial`), with no spread.
+
+        Returns:
+            A dict: `trial`, `metric`, `mean`, `std`, `low`, `high`,
+            `values`, `runs`, `source` (`"reevaluate"` or `"search"`).
+        """
+        if self.reevaluation:
+            row = self.reevaluation[0]
+            return {"trial": row["trial"], "metric": self.metric,
+                    "mean": row["mean"], "std": row["std"], "low": row["low"],
+                    "high": row["high"], "values": row["values"],
+                    "runs": len(row["values"]), "source": "reevaluate"}
+        trial = self._search_best(tuner, 1)[0]
+        history = (trial.metrics.get_history(self.metric)
+                   if trial.metrics.exists(self.metric) else [])
+        value = float(history[-1].value[0]) if history else None
+        return {"trial": trial.trial_id, "metric": self.metric, "mean": value,
+                "std": None, "low": None, "high": None,
+                "values": [] if value is None else [value],
+                "runs": getattr(tuner, "executions_per_trial", 1),
+                "source": "search"}
+
     def best_schedule(self, tuner):
         """The best trial's schedule, for the training length searched.
+
+        After `reevaluate`, the trial with the best mean over its runs;
+        before, the search's best trial, with a warning that its figure
+        rests on one run (see `best_score`).
 
         Returns:
             A `RampedThresholdSchedule` (serialisable): train with
             `GradualPruning(schedule)` and the same epochs and data.
         """
-        if self.total_steps is None:
-            raise ValueError("No trial has run yet: call `tuner.search` first.")
-        best = tuner.oracle.get_best_trials(1)
-        if not best:
-            raise ValueError("The tuner has no completed trial.")
-        hp = best[0].hyperparameters.copy()
+        if self.reevaluation:
+            trial = tuner.oracle.get_trial(self.reevaluation[0]["trial"])
+        else:
+            trial = self._search_best(tuner, 1)[0]
+            runs = getattr(tuner, "executions_per_trial", 1)
+            warnings.warn(
+                f"The best trial's score rests on {runs} training run(s) and "
+                "is partly the luckiest seed: call `hypermodel.reevaluate("
+                "tuner, <the search's fit arguments>)` to train the top "
+                "trials again with fresh seeds, and `best_score(tuner)` for "
+                "the spread.",
+                stacklevel=2,
+            )
+        hp = trial.hyperparameters.copy()
         return self.space.schedule(hp, self.total_steps, self.target_sparsity)
 
 
 def trials_table(tuner, metric="val_accuracy"):
-    """One dict per trial: hyperparameters, status, metric, sparsity, score."""
+    """One dict per trial: hyperparameters, status, and the last epoch's
+    score, metric, sparsity and size."""
     rows = []
     for trial in sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id):
         row = {"trial": trial.trial_id, "status": str(trial.status)}
         row.update(trial.hyperparameters.values)
-        for name in ("pruning_score", metric, "sparsity"):
+        for name in ("pruning_score", metric, "sparsity", "size"):
             if trial.metrics.exists(name):
                 history = trial.metrics.get_history(name)
                 row[name] = float(history[-1].value[0]) if history else None
@@ -411,7 +628,7 @@ def sensitivity_plot(trials, path, metric="val_accuracy"):
     rows = [r for r in rows if r.get(metric) is not None]
     if not rows:
         raise ValueError("No completed trial with the metric to plot.")
-    skip = {"trial", "status", "pruning_score", metric, "sparsity"}
+    skip = {"trial", "status", "pruning_score", metric, "sparsity", "size"}
     names = []
     for row in rows:
         names += [k for k, v in row.items() if k not in skip and k not in names
@@ -429,5 +646,79 @@ def sensitivity_plot(trials, path, metric="val_accuracy"):
         ax.ticklabel_format(useOffset=False, axis="x")
         ax.set(xlabel=name, ylabel=metric)
     axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return files.save_figure(fig, path)
+
+
+def _rows(trials, metric):
+    return trials if isinstance(trials, list) else trials_table(trials, metric)
+
+
+def pareto_front(trials, metric="val_accuracy", direction="max"):
+    """The trials that no other trial beats on both metric and size.
+
+    A trial is on the front when no other trial has a size no larger and a
+    metric no worse, one of them strictly. keras-tuner's own multi-objective
+    search adds the objectives into one number; the front keeps every
+    trade-off instead, for you to choose from.
+
+    Args:
+        trials: A tuner, or the rows of `trials_table` / `save_trials`.
+        metric: The metric. Defaults to `"val_accuracy"`.
+        direction: `"max"` or `"min"` for `metric`. Defaults to `"max"`.
+
+    Returns:
+        The rows on the front, smallest size first.
+    """
+    if direction not in ("max", "min"):
+        raise ValueError(
+            f"`direction` must be 'max' or 'min'. Received: direction={direction!r}"
+        )
+    sign = 1 if direction == "max" else -1
+    rows = [r for r in _rows(trials, metric)
+            if r.get(metric) is not None and r.get("size") is not None]
+
+    def beats(a, b):
+        better = sign * a[metric], -a["size"]
+        worse = sign * b[metric], -b["size"]
+        return all(x >= y for x, y in zip(better, worse)) and better != worse
+
+    front = [r for r in rows if not any(beats(o, r) for o in rows)]
+    return sorted(front, key=lambda r: (r["size"], -sign * r[metric]))
+
+
+def pareto_plot(trials, path, metric="val_accuracy", direction="max"):
+    """Metric against size for every trial, the Pareto front joined.
+
+    Args:
+        trials: A tuner, or the rows of `trials_table` / `save_trials`.
+        path: PNG path.
+        metric: The metric on the vertical axis. Defaults to
+            `"val_accuracy"`.
+        direction: `"max"` or `"min"` for `metric`. Defaults to `"max"`.
+
+    Returns:
+        `path`.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in _rows(trials, metric)
+            if r.get(metric) is not None and r.get("size") is not None]
+    if not rows:
+        raise ValueError("No completed trial with the metric and a size to plot.")
+    front = pareto_front(rows, metric, direction)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.scatter([r["size"] for r in rows], [r[metric] for r in rows],
+               color="tab:gray", label="trial")
+    ax.plot([r["size"] for r in front], [r[metric] for r in front], "o-",
+            color="tab:blue", drawstyle="steps-post", label="Pareto front")
+    for r in front:
+        ax.annotate(str(r["trial"]), (r["size"], r[metric]), fontsize=7,
+                    xytext=(3, 3), textcoords="offset points")
+    ax.set(xlabel="size (non-zero parameters, or your `size`)", ylabel=metric)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return files.save_figure(fig, path)
