@@ -44,6 +44,25 @@ def cpu_features():
     return [name for name in KERNEL_FEATURES if name in flags]
 
 
+def hosts_note(rows):
+    """Markdown lines that say which rows were trained on CPUs with other
+    `KERNEL_FEATURES` (empty when all rows share them): their last bits
+    differ, and their training times do not compare."""
+    groups = {}
+    for row in rows:
+        features = "/".join(row.get("cpu_features") or ["unknown"])
+        groups.setdefault(features, {}).setdefault(row["name"], []).append(row.get("seed"))
+    if len(groups) < 2:
+        return []
+    most = max(groups, key=lambda k: sum(len(v) for v in groups[k].values()))
+    parts = [f"{features}: " + ", ".join(
+        f"{name} (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, sorted(seeds)))})"
+        for name, seeds in names.items())
+        for features, names in groups.items() if features != most]
+    return ["", f"Trained on CPUs with other kernels than the rest ({most}), so their last "
+            f"bits differ and their training times do not compare: {'; '.join(parts)}."]
+
+
 #: Options that decide which saved rows a run reuses, not what a row measures.
 RUN_CONTROL = ("--resume", "--resume-from")
 

@@ -5,9 +5,9 @@
 Names: training, tflite, calibration, tuning, speech, lm, compare,
 sensitivity, trajectory, classify (default: all, in that order), or a group:
 `evidence` is the comparison of pruning methods on public data (trajectory,
-speech, compare, sensitivity, classify, tuning). `classify` reads the files
-of the PyPI package aeon (`pip install --no-deps aeon==1.6.0`), not
-`--data-dir`. Each writes its JSON, Markdown and PNG into benchmarks/results/
+speech, compare, sensitivity, classify, tuning). `classify` and `tuning`
+read the files of the PyPI package aeon (`pip install --no-deps aeon==1.6.0`),
+not `--data-dir`. Each writes its JSON, Markdown and PNG into benchmarks/results/
 (with `--quick`, files named `*_quick.*`, so the committed results stay);
 then `report.py` assembles docs/results.md (with `--quick`,
 docs/results_quick.md from the quick files).
@@ -34,8 +34,8 @@ SCRIPTS = {
 #: Names that stand for several benchmarks.
 GROUPS = {"evidence": ["trajectory", "speech", "compare", "sensitivity", "classify",
                        "tuning"]}
-TAKES_DATA = {"calibration", "tuning", "speech", "lm", "compare", "sensitivity", "trajectory"}
-RESUMABLE = {"lm", "compare", "sensitivity", "trajectory", "classify"}
+TAKES_DATA = {"calibration", "speech", "lm", "compare", "sensitivity", "trajectory"}
+RESUMABLE = {"lm", "compare", "sensitivity", "trajectory", "classify", "tuning"}
 
 
 def selected(names):

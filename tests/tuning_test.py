@@ -125,6 +125,26 @@ def test_reevaluated_best_schedule_reproduces_within_its_spread(tmp_path):
     assert score["low"] <= history.history["val_accuracy"][-1] <= score["high"]
 
 
+def test_hyperband_searches_a_model_that_declares_no_hyperparameter(tmp_path):
+    # Hyperband samples only what `build` declared: the hypermodel declares
+    # the schedule's hyperparameters there, or no trial would run.
+    def fixed_model(hp):
+        return build_model(keras_tuner.HyperParameters())  # declares nothing in `hp`
+
+    # Rounds of 1 and 2 epochs: a number of updates fits every length.
+    space = tuning.SearchSpace(begin=(0.05, 0.15), ramp=(0.2, 0.3), end=(0.5, 0.6),
+                               updates=(2, 4))
+    hypermodel = tuning.PrunedHyperModel(fixed_model, target_sparsity=0.8, space=space)
+    tuner = keras_tuner.Hyperband(
+        hypermodel, objective=tuning.OBJECTIVE, max_epochs=2, factor=2,
+        hyperband_iterations=1, directory=str(tmp_path), project_name="hb", seed=0)
+    tuner.search(X, Y, batch_size=16, validation_data=(XV, YV), verbose=0)
+    rows = tuning.trials_table(tuner)
+    assert len(rows) >= 3
+    assert all(r["status"] == "COMPLETED" and r["size"] > 0 for r in rows)
+    assert {"begin_fraction", "updates"} <= set(rows[0])
+
+
 def test_smallest_scoring_prefers_the_smaller_model_above_the_floor():
     scorer = tuning._Score("val_loss", "min", 0.9, "smallest", 1.0,
                            metric_floor=0.5, size=lambda model: model.size)

@@ -171,37 +171,45 @@ class SearchSpace:
                 f"start_slope={start_slope!r}"
             )
 
-    def schedule(self, hp, total_steps, target_sparsity):
-        """Registers the hyperparameters in `hp`; returns the schedule.
-
-        Raises:
-            keras_tuner.errors.FailedTrialError: for an invalid combination.
-        """
+    def register(self, hp):
+        """Declares the searched hyperparameters in `hp`; returns their
+        values (fractions, φ/θ, `updates` or `frequency`, and
+        `target_sparsity` or `start_slope` where searched)."""
 
         def fraction(name, bounds):
             if bounds[0] == bounds[1]:
                 return hp.Fixed(name, bounds[0])
             return hp.Float(name, *bounds)
 
-        begin = fraction("begin_fraction", self.begin)
-        ramp = fraction("ramp_fraction", self.ramp)
-        end = fraction("end_fraction", self.end)
-        ratio = fraction("ramp_slope_ratio", self.ramp_slope_ratio)
-        steps = [int(round(f * total_steps)) for f in (begin, ramp, end)]
+        values = {name: fraction(name, bounds) for name, bounds in (
+            ("begin_fraction", self.begin), ("ramp_fraction", self.ramp),
+            ("end_fraction", self.end), ("ramp_slope_ratio", self.ramp_slope_ratio))}
         if self.frequency is not None:
-            frequency = hp.Choice("frequency", list(self.frequency))
+            values["frequency"] = hp.Choice("frequency", list(self.frequency))
         else:
-            updates = hp.Choice("updates", list(self.updates))
-            frequency = update_frequency(steps[0], steps[2], updates)
-        kwargs = dict(ramp_slope_ratio=ratio)
+            values["updates"] = hp.Choice("updates", list(self.updates))
         if self.start_slope is not None:
-            kwargs["start_slope"] = hp.Float(
-                "start_slope", *self.start_slope, sampling="log"
-            )
+            values["start_slope"] = hp.Float("start_slope", *self.start_slope, sampling="log")
         elif self.target_sparsity is not None:
-            kwargs["target_sparsity"] = hp.Float("target_sparsity", *self.target_sparsity)
+            values["target_sparsity"] = hp.Float("target_sparsity", *self.target_sparsity)
+        return values
+
+    def schedule(self, hp, total_steps, target_sparsity):
+        """Registers the hyperparameters in `hp`; returns the schedule.
+
+        Raises:
+            keras_tuner.errors.FailedTrialError: for an invalid combination.
+        """
+        values = self.register(hp)
+        steps = [int(round(values[name] * total_steps))
+                 for name in ("begin_fraction", "ramp_fraction", "end_fraction")]
+        frequency = values.get("frequency") or update_frequency(
+            steps[0], steps[2], values["updates"])
+        kwargs = dict(ramp_slope_ratio=values["ramp_slope_ratio"])
+        if "start_slope" in values:
+            kwargs["start_slope"] = values["start_slope"]
         else:
-            kwargs["target_sparsity"] = target_sparsity
+            kwargs["target_sparsity"] = values.get("target_sparsity", target_sparsity)
         try:
             return RampedThresholdSchedule(*steps, frequency=frequency, **kwargs)
         except ValueError as error:
@@ -434,6 +442,11 @@ class PrunedHyperModel(keras_tuner.HyperModel):
         self.reevaluation = None
 
     def build(self, hp):
+        # The schedule's hyperparameters are declared before the model's:
+        # a tuner that samples only what `build` declares (Hyperband,
+        # BayesianOptimization) would otherwise see an empty space when
+        # `build_model` declares none, and run no trial.
+        self.space.register(hp)
         return self.build_model(hp)
 
     def fit(self, hp, model, *args, **kwargs):
