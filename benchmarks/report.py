@@ -47,7 +47,7 @@ SECTIONS = [
     ("tflite_goal", "TFLite speed goal: blocks of weights against whole units, "
                     "every interpreter setting"),
     ("training", "Training: what pruning costs per step"),
-    ("tuning", "Tuning the ramp with keras-tuner (sensitivity)"),
+    ("tuning", "Tuning the schedule with keras-tuner: what it costs and what it buys"),
 ]
 
 
@@ -73,7 +73,9 @@ def section(name, title, suffix=""):
                   f"{versions.get('keras', '?')}, {cpus}).", ""]
     with open(md) as f:
         lines += [f.read().strip(), ""]
-    for png in (f"{stem}.png", f"{stem}_sensitivity.png"):
+    pngs = [f"{stem}.png", f"{stem}_sensitivity.png"] + sorted(
+        os.path.basename(p) for p in glob.glob(os.path.join(results, f"{stem}_*_sensitivity.png")))
+    for png in pngs:
         if os.path.exists(os.path.join(results, png)):
             lines += [f"![{name}](../benchmarks/results/{png})", ""]
     findings = os.path.join(ROOT, "docs", "findings", f"{name}.md")

@@ -100,7 +100,7 @@ def test_objective_ranks_a_trial_that_misses_the_target_below():
 
 def test_reevaluated_best_schedule_reproduces_within_its_spread(tmp_path):
     hypermodel = tuning.PrunedHyperModel(build_model, target_sparsity=0.8, space=SPACE)
-    tuner = search(tmp_path, hypermodel, trials=3)
+    tuner = search(tmp_path, hypermodel, trials=2)
     with pytest.warns(UserWarning, match="rests on 1 training run"):
         hypermodel.best_schedule(tuner)
     assert hypermodel.best_score(tuner)["runs"] == 1
@@ -110,10 +110,17 @@ def test_reevaluated_best_schedule_reproduces_within_its_spread(tmp_path):
     for row in rows:
         assert row["seeds"] == [1, 2, 3] and len(row["values"]) == 3
         assert row["sparsity"] == pytest.approx([0.8] * 3, abs=0.02)
-        assert row["mean"] == pytest.approx(sum(row["values"]) / 3)
+    # The winner's figure comes from three more runs, on seeds that chose
+    # nothing; the other's from its own runs.
+    assert rows[0]["confirm_seeds"] == [4, 5, 6] and "confirm_seeds" not in rows[1]
+    assert rows[0]["mean"] == pytest.approx(sum(rows[0]["confirm_values"]) / 3)
+    assert rows[1]["mean"] == pytest.approx(sum(rows[1]["values"]) / 3)
     score = hypermodel.best_score(tuner)
     assert score["source"] == "reevaluate" and score["runs"] == 3
-    assert score["trial"] == rows[0]["trial"]
+    assert score["trial"] == rows[0]["trial"] and score["values"] == rows[0]["confirm_values"]
+    # A 95% prediction interval from 3 runs: t(0.975, 2) = 4.303.
+    half = 4.303 * score["std"] * (4 / 3) ** 0.5
+    assert score["high"] - score["mean"] == pytest.approx(half)
     schedule = hypermodel.best_schedule(tuner)
     best = tuner.oracle.get_trial(rows[0]["trial"]).hyperparameters
     assert schedule == SPACE.schedule(best.copy(), 30, 0.8)
