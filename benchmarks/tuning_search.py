@@ -186,13 +186,15 @@ def table(rows, args, one_training):
         f"of the LSTM kernels. Search: {args.trials} RandomSearch trials; Hyperband with "
         f"max_epochs {args.epochs}, factor 3, one iteration; objective `tuning.OBJECTIVE` "
         f"(validation accuracy at the target). Re-evaluation: the top {args.top} trials, "
-        f"{args.runs} runs each (seeds 1-{args.runs}). Retrained: the winner from scratch "
+        f"{args.runs} runs each (seeds 1-{args.runs}), then the winner {args.runs} more times "
+        f"(seeds {args.runs + 1}-{2 * args.runs}), whose mean, std and 95% prediction "
+        "interval for one more training are reported. Retrained: the winner from scratch "
         f"with seeds {' '.join(map(str, args.retrain_seeds))}, which no search or "
         "re-evaluation run used. Accuracy is on the validation split unless it says test; "
         "compute counts every optimizer step trained, in trainings.",
         "",
         "| schedule | trials | search compute | + re-evaluation | search's figure for its "
-        "best | re-evaluated best (mean ± std, runs) | reported spread | retrained "
+        "best | winner on fresh seeds (mean ± std, runs) | reported spread (95% PI) | retrained "
         "(valid, per seed) | in spread | retrained test error | wall min |",
         "|---|---:|---:|---:|---:|---|---|---|---:|---|---:|",
     ]
@@ -228,9 +230,11 @@ def table(rows, args, one_training):
         lines.append(
             f"- {method}: the trials' last-epoch validation accuracy spans "
             f"{min(values):.3f}-{max(values):.3f} (search's best trial {r['search_best_trial']}); "
-            f"re-evaluated top trials (search figure -> mean ± std): "
-            + "; ".join(f"{e['trial']}: {e['search_score']:.3f} -> {e['mean']:.3f} ± "
-                        f"{e['std']:.3f}" for e in r["reevaluated"])
+            f"re-evaluated top trials (search figure -> mean of the selection runs): "
+            + "; ".join(f"{e['trial']}: {e['search_score']:.3f} -> {np.mean(e['values']):.3f}"
+                        for e in r["reevaluated"])
+            + f"; the winner on {r['best']['runs']} further seeds: {r['best']['mean']:.3f} ± "
+              f"{r['best']['std']:.3f}"
             + f". Winner: `{r['schedule']}`.")
         if best_found is not None:
             gap = np.mean(r["retrain_valid"]) - best_found
