@@ -152,7 +152,7 @@ def run_tuner(task, args, kind, prefix):
         epochs=args.epochs, callbacks=[_counter()], verbose=0, **fit)
     best = hypermodel.best_score(tuner)
     schedule = hypermodel.best_schedule(tuner)
-    hp = tuner.oracle.get_trial(best["trial"]).hyperparameters
+    hp = hypermodel.best_hyperparameters(tuner)
     row = {"method": kind, "schedule": repr(schedule), "hyperparameters": hp.values,
            "trials": len(trials),
            "completed": sum(r["pruning_score"] is not None for r in trials),

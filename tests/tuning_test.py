@@ -76,6 +76,8 @@ def test_trial_table_has_one_row_per_trial_with_sparsity(tmp_path):
         total = kernels + 2 * 3 * units + units * 3 + 3
         assert row["size"] == pytest.approx(total - 0.8 * kernels, abs=0.02 * kernels)
     assert json.loads((tmp_path / "trials.json").read_text()) == rows
+    assert [r["trial"] for r in rows if r["pareto"]] == [
+        r["trial"] for r in sorted(tuning.pareto_front(rows), key=lambda r: r["trial"])]
     assert (tmp_path / "trials.csv").read_text().count("\n") == 3
     png = tuning.sensitivity_plot(tuner, str(tmp_path / "sensitivity.png"))
     assert os.path.getsize(png) > 5000
@@ -122,7 +124,8 @@ def test_reevaluated_best_schedule_reproduces_within_its_spread(tmp_path):
     half = 4.303 * score["std"] * (4 / 3) ** 0.5
     assert score["high"] - score["mean"] == pytest.approx(half)
     schedule = hypermodel.best_schedule(tuner)
-    best = tuner.oracle.get_trial(rows[0]["trial"]).hyperparameters
+    best = hypermodel.best_hyperparameters(tuner)
+    assert best.values == tuner.oracle.get_trial(rows[0]["trial"]).hyperparameters.values
     assert schedule == SPACE.schedule(best.copy(), 30, 0.8)
     # Trained again from scratch with a seed none of the runs used, the
     # best schedule lands within the reported spread.

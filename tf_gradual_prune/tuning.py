@@ -591,17 +591,13 @@ class PrunedHyperModel(keras_tuner.HyperModel):
                 "runs": getattr(tuner, "executions_per_trial", 1),
                 "source": "search"}
 
-    def best_schedule(self, tuner):
-        """The best trial's schedule, for the training length searched.
-
-        After `reevaluate`, the trial with the best mean over its runs;
+    def best_hyperparameters(self, tuner):
+        """The winning trial's `HyperParameters` (your model's and the
+        schedule's): after `reevaluate`, the trial with the best mean over
+        its runs, which need not be `tuner.get_best_hyperparameters()`'s;
         before, the search's best trial, with a warning that its figure
-        rests on one run (see `best_score`).
-
-        Returns:
-            A `RampedThresholdSchedule` (serialisable): train with
-            `GradualPruning(schedule)` and the same epochs and data.
-        """
+        rests on one run (see `best_score`). Build the model to train
+        again from these."""
         if self.reevaluation:
             trial = tuner.oracle.get_trial(self.reevaluation[0]["trial"])
         else:
@@ -613,9 +609,19 @@ class PrunedHyperModel(keras_tuner.HyperModel):
                 "tuner, <the search's fit arguments>)` to train the top "
                 "trials again with fresh seeds, and `best_score(tuner)` for "
                 "the spread.",
-                stacklevel=2,
+                stacklevel=3,
             )
-        hp = trial.hyperparameters.copy()
+        return trial.hyperparameters.copy()
+
+    def best_schedule(self, tuner):
+        """The winning trial's schedule (see `best_hyperparameters`), for
+        the training length searched.
+
+        Returns:
+            A `RampedThresholdSchedule` (serialisable): train with
+            `GradualPruning(schedule)` and the same epochs and data.
+        """
+        hp = self.best_hyperparameters(tuner)
         return self.space.schedule(hp, self.total_steps, self.target_sparsity)
 
 
@@ -636,9 +642,10 @@ def _spread(values):
     return {"runs": n, "mean": mean, "std": std, "low": mean - half, "high": mean + half}
 
 
-def trials_table(tuner, metric="val_accuracy"):
-    """One dict per trial: hyperparameters, status, and the last epoch's
-    score, metric, sparsity and size."""
+def trials_table(tuner, metric="val_accuracy", direction="max"):
+    """One dict per trial: hyperparameters, status, the last epoch's score,
+    metric, sparsity and size, and `pareto` (whether the trial is on the
+    front of metric against size, see `pareto_front`)."""
     rows = []
     for trial in sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id):
         row = {"trial": trial.trial_id, "status": str(trial.status)}
@@ -650,12 +657,15 @@ def trials_table(tuner, metric="val_accuracy"):
             else:
                 row[name] = None
         rows.append(row)
+    front = {id(r) for r in pareto_front(rows, metric, direction)}
+    for row in rows:
+        row["pareto"] = id(row) in front
     return rows
 
 
-def save_trials(tuner, prefix, metric="val_accuracy"):
+def save_trials(tuner, prefix, metric="val_accuracy", direction="max"):
     """Writes `prefix.csv` and `prefix.json` of `trials_table`; returns it."""
-    rows = trials_table(tuner, metric)
+    rows = trials_table(tuner, metric, direction)
     columns = []
     for row in rows:
         columns += [k for k in row if k not in columns]
@@ -690,7 +700,7 @@ def sensitivity_plot(trials, path, metric="val_accuracy"):
     rows = [r for r in rows if r.get(metric) is not None]
     if not rows:
         raise ValueError("No completed trial with the metric to plot.")
-    skip = {"trial", "status", "pruning_score", metric, "sparsity", "size"}
+    skip = {"trial", "status", "pruning_score", metric, "sparsity", "size", "pareto"}
     names = []
     for row in rows:
         names += [k for k, v in row.items() if k not in skip and k not in names
