@@ -155,6 +155,25 @@ def test_hyperband_searches_a_model_that_declares_no_hyperparameter(tmp_path):
     assert {"begin_fraction", "updates"} <= set(rows[0])
 
 
+def test_a_size_aware_search_returns_a_pareto_table(tmp_path):
+    space = tuning.SearchSpace(begin=(0.05, 0.15), ramp=(0.2, 0.3), end=(0.5, 0.6),
+                               frequency=(2,), target_sparsity=(0.3, 0.95))
+    hypermodel = tuning.PrunedHyperModel(build_model, space=space, scoring="smallest",
+                                         metric_floor=0.3)
+    tuner = search(tmp_path, hypermodel, trials=3)
+    rows = tuning.save_trials(tuner, str(tmp_path / "trials"))
+    sizes = [r["size"] for r in rows]
+    assert len(set(sizes)) == 3  # the searched sparsity sets the size
+    front = tuning.pareto_front(rows)
+    assert front and [r["trial"] for r in rows if r["pareto"]] == sorted(
+        r["trial"] for r in front)
+    # The smallest model that reaches the floor scores best.
+    reached = [r for r in rows if r["val_accuracy"] >= 0.3]
+    best = tuner.oracle.get_best_trials(1)[0]
+    assert best.trial_id == min(reached, key=lambda r: r["size"])["trial"]
+    assert os.path.getsize(tuning.pareto_plot(tuner, str(tmp_path / "front.png"))) > 5000
+
+
 def test_smallest_scoring_prefers_the_smaller_model_above_the_floor():
     scorer = tuning._Score("val_loss", "min", 0.9, "smallest", 1.0,
                            metric_floor=0.5, size=lambda model: model.size)
