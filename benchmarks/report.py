@@ -37,6 +37,8 @@ SECTIONS = [
     ("speech", "Speech: FSDD digit strings, held-out speaker (CTC, CER)"),
     ("compare", "Pruning methods side by side (speech task)"),
     ("compare_1000", "Pruning methods side by side at a 1,000-step budget (speech task)"),
+    ("compare_masked", "Pruning methods side by side on the masked recogniser (padding "
+                       "skipped by the recurrent layers; speech task)"),
     ("classify", "Beyond FSDD: JapaneseVowels sequence classification, every method"),
     ("classify_ItalyPowerDemand", "Allocation: ItalyPowerDemand, one input feature "
                                   "(validation for the default's allocation)"),
