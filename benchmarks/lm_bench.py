@@ -1,6 +1,8 @@
 """Beyond speech: word-level LSTM language models on Penn Treebank, dense vs sparse.
 
     python benchmarks/lm_bench.py --data-dir ../shared/data [--epochs 4] [--quick] [--resume]
+    python benchmarks/lm_bench.py --data-dir ../shared/data --methods default --targets 0.9 \
+        --default-timing 0.4 0.55 0.85 --name lm_timing --resume-from benchmarks/results/lm.json
 
 Zaremba et al. 2014's "small" model (2 x LSTM(200), no dropout, SGD lr 1
 with gradient-norm clipping at 5, batch 20 x 35 steps, stateful) trained
@@ -24,6 +26,7 @@ benchmarks/results/lm.{json,md,png} (`lm_quick.*` with --quick).
 """
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -187,6 +190,10 @@ def table(rows, words, args):
             f"{r['test_perplexity'] / dense['test_perplexity'] - 1:+.1%} | {r['sparsity']:.3f} | "
             f"{r['nonzeros']:,} | {r['parameters']:,} | {r['tflite_bytes'] / 2**20:.1f} | "
             f"{r['train_seconds'] / 60:.1f} |")
+    recipes = sorted({json.dumps(r["recipe"], sort_keys=True) for r in rows if "recipe" in r})
+    if recipes:
+        lines += ["", "The default rows' recipe (timing = begin, ramp, end fractions of the "
+                  "budget): " + "; ".join(recipes) + "."]
     total = sum(r["train_seconds"] for r in rows) / 60
     lines += ["", f"Training time summed over the rows: {total:.0f} min on "
               f"{os.cpu_count()} CPU cores."]
@@ -221,7 +228,22 @@ def main(argv=None):
     parser.add_argument("--name", default=None,
                         help="results file name in benchmarks/results (default lm, or "
                              "lm_quick with --quick)")
+    parser.add_argument("--default-timing", type=float, nargs=3, default=None,
+                        metavar=("BEGIN", "RAMP", "END"),
+                        help="validation experiments: train the 'default' rows with these "
+                             "begin, ramp and end fractions of the budget instead of "
+                             "schedules.DEFAULT_TIMING (the rows record the timing in their "
+                             "recipe; use another --name)")
     args = parser.parse_args(argv)
+    if args.default_timing is not None:
+        begin, ramp, end = args.default_timing
+        if not 0 < begin <= ramp < end < 1:
+            parser.error(f"--default-timing must be fractions 0 < BEGIN <= RAMP < END < 1; "
+                         f"got {begin} {ramp} {end}")
+        from tf_gradual_prune import schedules
+
+        # for_training and common.default_recipe read the module's constant.
+        schedules.DEFAULT_TIMING = (begin, ramp, end)
     from tf_gradual_prune import datasets
 
     corpus = datasets.ptb(args.data_dir)
