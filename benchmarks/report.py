@@ -44,6 +44,8 @@ SECTIONS = [
                                   "(validation for the default's allocation)"),
     ("sensitivity", "Sensitivity of the ramped threshold to its hyperparameters (speech task)"),
     ("lm", "Beyond speech: Penn Treebank word-level language model (perplexity)"),
+    ("lm_timing_late", "Penn Treebank: the default with a later timing, 40% / 55% / 85% "
+                       "(validation experiment)"),
     ("calibration", "Calibration: does the ramp land on the target sparsity?"),
     ("tflite", "TFLite: size and latency of sparse exports"),
     ("tflite_goal", "TFLite speed goal: blocks of weights against whole units, "
