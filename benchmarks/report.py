@@ -52,6 +52,8 @@ SECTIONS = [
                     "every interpreter setting"),
     ("training", "Training: what pruning costs per step"),
     ("tuning", "Tuning the schedule with keras-tuner: what it costs and what it buys"),
+    ("tuning_pareto", "A size-aware search: the smallest .tflite export above an accuracy "
+                      "floor, and the Pareto front"),
 ]
 
 

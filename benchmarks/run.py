@@ -2,11 +2,11 @@
 
     python benchmarks/run.py [--quick] [--resume] [--data-dir ../shared/data] [name ...]
 
-Names: training, tflite, calibration, tuning, speech, lm, compare,
-sensitivity, trajectory, classify (default: all, in that order), or a group:
+Names: training, tflite, calibration, tuning, tuning_pareto, speech, lm,
+compare, sensitivity, trajectory, classify (default: all, in that order), or a group:
 `evidence` is the comparison of pruning methods on public data (trajectory,
-speech, compare, sensitivity, classify, tuning). `classify` and `tuning`
-read the files of the PyPI package aeon (`pip install --no-deps aeon==1.6.0`),
+speech, compare, sensitivity, classify, tuning). `classify`, `tuning` and
+`tuning_pareto` read the files of the PyPI package aeon (`pip install --no-deps aeon==1.6.0`),
 not `--data-dir`. Each writes its JSON, Markdown and PNG into benchmarks/results/
 (with `--quick`, files named `*_quick.*`, so the committed results stay);
 then `report.py` assembles docs/results.md (with `--quick`,
@@ -24,6 +24,7 @@ SCRIPTS = {
     "tflite": "tflite_bench.py",
     "calibration": "calibration_bench.py",
     "tuning": "tuning_search.py",
+    "tuning_pareto": "tuning_pareto.py",
     "speech": "speech_bench.py",
     "lm": "lm_bench.py",
     "compare": "compare.py",
@@ -35,7 +36,8 @@ SCRIPTS = {
 GROUPS = {"evidence": ["trajectory", "speech", "compare", "sensitivity", "classify",
                        "tuning"]}
 TAKES_DATA = {"calibration", "speech", "lm", "compare", "sensitivity", "trajectory"}
-RESUMABLE = {"lm", "compare", "sensitivity", "trajectory", "classify", "tuning"}
+RESUMABLE = {"lm", "compare", "sensitivity", "trajectory", "classify", "tuning",
+             "tuning_pareto"}
 
 
 def selected(names):

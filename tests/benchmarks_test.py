@@ -345,6 +345,9 @@ def test_compare_gives_prune_and_retrain_the_budget_when_asked(capsys, monkeypat
     ("classify_bench", ["--targets", "1.2"], "--targets must lie in (0, 1). Received: 1.2"),
     ("classify_bench", ["--epochs", "3"], "--epochs must be >= 4"),
     ("trajectory", ["--targets", "0"], "--targets must lie in (0, 1). Received: 0.0"),
+    ("tuning_pareto", ["--sparsity", "0.9", "0.5"],
+     "--sparsity must be LOW HIGH with 0 < LOW < HIGH < 1. Received: 0.9 0.5"),
+    ("tuning_pareto", ["--floor", "90"], "--floor must lie in (0, 1]"),
 ])
 def test_new_benchmarks_reject_bad_arguments(capsys, script, argv, message):
     import importlib

@@ -1,5 +1,6 @@
 import importlib.util
 import json
+import math
 import os
 import sys
 
@@ -195,6 +196,104 @@ def test_smallest_scoring_prefers_the_smaller_model_above_the_floor():
     assert bad["pruning_score"] < large["pruning_score"]
 
 
+def test_a_final_only_size_is_measured_once_the_masks_are_final():
+    calls = []
+
+    class Size:
+        final_only = True
+
+        def __call__(self, model):
+            calls.append(1)
+            return 100.0
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    scorer = tuning._Score("val_accuracy", "max", 0.9, "smallest", 1.0,
+                           metric_floor=0.5, size=Size(), end_step=20)
+    scorer.set_model(model)
+    scorer.set_params({"epochs": 5, "steps": 6})  # epochs end at steps 6, ..., 30
+    logs = [{"val_accuracy": 0.8, "sparsity": 0.9} for _ in range(5)]
+    for epoch in range(4):
+        scorer.on_epoch_end(epoch, logs[epoch])
+    # Before the last mask update (step 20) nothing is measured (NaN: the
+    # logs stay lined up by epoch), and the epoch ranks below every measured
+    # one, even one that misses the floor.
+    assert [math.isnan(log["size"]) for log in logs[:4]] == [True, True, True, False]
+    assert logs[3]["pruning_score"] == pytest.approx(-2.0)
+    missed = {"val_accuracy": 0.1, "sparsity": 0.9}
+    scorer.on_epoch_end(3, missed)
+    assert logs[2]["pruning_score"] < missed["pruning_score"] < -1e5
+    assert len(calls) == 1
+    model.layers[0].kernel.assign(keras.ops.zeros((3, 2)))  # new zeros: measured again
+    scorer.on_epoch_end(4, logs[4])
+    assert len(calls) == 2 and logs[4]["size"] == 100.0
+    # A fit that ends before the schedule does measures its last epoch.
+    scorer.set_params({"epochs": 2, "steps": 6})
+    last = {"val_accuracy": 0.8, "sparsity": 0.5}
+    scorer.on_epoch_end(1, last)
+    assert last["size"] == 100.0 and len(calls) == 2  # same masks: no new export
+
+
+def test_a_search_with_a_final_only_size_records_each_final_models_size(tmp_path):
+    class FinalNonzeros:  # as TFLiteSize, without the export's cost
+        final_only = True
+
+        def __call__(self, model):
+            return tuning.count_nonzeros(model)
+
+    space = tuning.SearchSpace(begin=(0.05, 0.15), ramp=(0.2, 0.3), end=(0.5, 0.6),
+                               frequency=(2,), target_sparsity=(0.3, 0.95))
+    # An unreachable floor: every epoch misses it, and the best epoch would
+    # be the best metric's, measured or not, without the ranking.
+    hypermodel = tuning.PrunedHyperModel(build_model, space=space, scoring="smallest",
+                                         metric_floor=1.01, size=FinalNonzeros())
+    rows = tuning.trials_table(search(tmp_path, hypermodel, trials=3))
+    assert [r["size"] is not None for r in rows] == [True] * 3
+    assert len({r["size"] for r in rows}) == 3 and tuning.pareto_front(rows)
+
+
+def test_tflite_size_measures_the_trials_export(tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    space = tuning.SearchSpace(begin=(0.05, 0.15), ramp=(0.2, 0.3), end=(0.5, 0.6),
+                               frequency=(2,))
+    exports = []
+
+    class Counting(tuning.TFLiteSize):
+        def __call__(self, model):
+            exports.append(1)
+            return super().__call__(model)
+
+    hypermodel = tuning.PrunedHyperModel(build_model, target_sparsity=0.8, space=space,
+                                         size=Counting("bytes"))
+    hp = keras_tuner.HyperParameters()
+    model = hypermodel.build(hp)
+    history = hypermodel.fit(hp, model, X, Y, epochs=5, batch_size=16,
+                             validation_data=(XV, YV), verbose=0).history
+    end = space.schedule(hp, 5 * 6, 0.8).end_step
+    final_epochs = sum((epoch + 1) * 6 >= end for epoch in range(5))
+    assert 0 < final_epochs < 5
+    measured = [not math.isnan(size) for size in history["size"]]
+    assert measured == [False] * (5 - final_epochs) + [True] * final_epochs
+    assert len(exports) == 1
+    # The smaller file: at 80% of GRU(8) the sparse encoding's indices
+    # outweigh the zeros it drops, and the dense file is smaller.
+    sparse = tuning.TFLiteSize("bytes", encoding="sparse")(model)
+    dense = tuning.TFLiteSize("bytes", encoding="dense")(model)
+    assert sparse != dense and history["size"][-1] == min(sparse, dense)
+    latency = tuning.PrunedHyperModel(build_model, size="tflite_ms").size
+    assert latency.measure == "ms" and latency(model) > 0
+    assert "LiteRT ms" in latency.label
+
+
+def test_tflite_size_refuses_bad_arguments_and_other_backends(monkeypatch):
+    with pytest.raises(ValueError, match="measure='kb'"):
+        tuning.TFLiteSize("kb")
+    with pytest.raises(ValueError, match="num_threads=0"):
+        tuning.TFLiteSize("ms", num_threads=0)
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(ValueError, match="backend 'jax'"):
+        tuning.PrunedHyperModel(build_model, size="tflite_bytes")
+
+
 def test_pareto_front_keeps_every_undominated_trade_off(tmp_path):
     rows = [{"trial": "a", "val_accuracy": 0.90, "size": 100.0},
             {"trial": "b", "val_accuracy": 0.80, "size": 50.0},
@@ -252,7 +351,7 @@ def test_space_and_hypermodel_bad_arguments():
         tuning.PrunedHyperModel(build_model, scoring="smallest")
     with pytest.raises(ValueError, match="metric_floor=0.5"):
         tuning.PrunedHyperModel(build_model, metric_floor=0.5)
-    with pytest.raises(TypeError, match="size='bytes'"):
+    with pytest.raises(TypeError, match=r"size='bytes'.*'tflite_bytes'|'tflite_bytes'.*size='bytes'"):
         tuning.PrunedHyperModel(build_model, size="bytes")
     hypermodel = tuning.PrunedHyperModel(build_model)
     hypermodel.total_steps = 10  # as after a search

@@ -12,8 +12,9 @@ keras-tuner and tensorboard (`pip install 'tf-gradual-prune[tuner]'`).
 - The objective `pruning_score`: the validation metric, for trials whose
   final sparsity reaches the target; trials below it rank after all that
   reach it. Or a scalarisation of metric and sparsity, or the smallest
-  model whose metric reaches a floor. Every trial logs its `size` (non-zero
-  parameters, or your own measure such as `.tflite` bytes).
+  model whose metric reaches a floor. Every trial logs its `size`: non-zero
+  parameters, the bytes or LiteRT latency of its `.tflite` export
+  (`TFLiteSize`), or your own measure.
 - `PrunedHyperModel.reevaluate(tuner, ...)` trains the top trials again
   with fresh seeds, so that the best schedule and its score (mean ± spread,
   `best_score`) rest on several runs rather than on the luckiest one;
@@ -24,11 +25,13 @@ keras-tuner and tensorboard (`pip install 'tf-gradual-prune[tuner]'`).
 
 import copy
 import csv
+import hashlib
 import importlib.util
 import io
 import json
 import math
 import os
+import tempfile
 import warnings
 
 import keras
@@ -240,16 +243,134 @@ def count_nonzeros(model):
     return int(sum(np.count_nonzero(to_numpy(w)) for w in model.weights))
 
 
+#: The size measures `PrunedHyperModel(size=...)` takes by name.
+SIZES = ("nonzeros", "tflite_bytes", "tflite_ms")
+
+
+class TFLiteSize:
+    """A model's size as an app sees it: the bytes of its `.tflite` export,
+    or that export's LiteRT latency.
+
+    A size measure for `PrunedHyperModel(size=...)` (which builds one for
+    `size="tflite_bytes"` or `"tflite_ms"`), or call it on any model. Each
+    call exports the model with `export.export_tflite` into a temporary
+    folder (checked against Keras in LiteRT, as every export is) and
+    deletes the files afterwards.
+
+    An export takes seconds, so `PrunedHyperModel` measures it only where
+    the trial's model is final (`final_only`): at the epochs after the
+    schedule's last mask update, and at the last epoch of each `fit`; it
+    measures again only when the masks have changed. Other epochs log
+    `size` NaN (keras-tuner lines the logs up by epoch) and their
+    `pruning_score` ranks below every measured epoch's, so that a trial's
+    best epoch is one whose model was measured.
+
+    Args:
+        measure: `"bytes"` (the file's size) or `"ms"` (median batch-1
+            LiteRT latency, `LiteRTRunner.latency_ms`, on the interpreter
+            setting the export recommends). Defaults to `"bytes"`.
+        input_shape: Shape without the batch that fixes the model's `None`
+            dimensions, as in `export_tflite`. Defaults to `None` (the
+            model's own shapes).
+        quantization: As in `export_tflite`. Defaults to `"float32"`.
+        encoding: As in `export_tflite`. `None`: for bytes, the smaller
+            of the sparse and the dense file (the sparse encoding's indices
+            outweigh the zeros it drops in small or mildly sparse
+            matrices); for latency, `"auto"` (sparse only where it is not
+            slower). Defaults to `None`.
+        num_threads: Integer >= 1, the interpreter's threads for the
+            latency. Defaults to `1`.
+
+    Raises:
+        ValueError: for a bad `measure` or `num_threads`, or a backend other
+            than TensorFlow (the export converts a TensorFlow SavedModel).
+    """
+
+    #: `PrunedHyperModel` measures only the final model (see above).
+    final_only = True
+    MEASURES = ("bytes", "ms")
+
+    def __init__(self, measure="bytes", input_shape=None, quantization="float32",
+                 encoding=None, num_threads=1):
+        if measure not in self.MEASURES:
+            raise ValueError(
+                f"`measure` must be one of {self.MEASURES}. Received: measure={measure!r}"
+            )
+        self.num_threads = _check_int("num_threads", num_threads, 1)
+        backend = keras.backend.backend()
+        if backend != "tensorflow":
+            raise ValueError(
+                f"A `.tflite` size ({measure!r}) needs the TensorFlow backend "
+                f"(the export converts a TensorFlow SavedModel). Received: backend "
+                f"{backend!r}. Measure size='nonzeros' here, or export from TensorFlow."
+            )
+        self.measure, self.input_shape = measure, input_shape
+        self.quantization = quantization
+        self.encoding = encoding
+        #: Axis label for plots.
+        self.label = (".tflite bytes" if measure == "bytes"
+                      else f"LiteRT ms (batch 1, {self.num_threads} thread(s))")
+
+    def __call__(self, model):
+        from tf_gradual_prune.export import export_tflite
+        from tf_gradual_prune.runtime import LiteRTRunner
+
+        with tempfile.TemporaryDirectory(prefix="tfgp_size_") as folder:
+            report = export_tflite(
+                model, os.path.join(folder, "model.tflite"),
+                quantization=self.quantization, input_shape=self.input_shape,
+                encoding=self.encoding or ("sparse" if self.measure == "bytes" else "auto"),
+            )
+            if self.measure == "bytes":
+                # export_tflite converts both encodings; it reports both sizes.
+                return float(report.size_bytes if self.encoding else
+                             min(report.size_bytes, report.dense_size_bytes))
+            runner = LiteRTRunner(report.path, num_threads=self.num_threads,
+                                  delegate=report.delegate)
+            sample = [np.zeros(d["shape"], d["dtype"]) for d in runner.input_details]
+            return runner.latency_ms(sample)
+
+    def __repr__(self):
+        return (f"TFLiteSize(measure={self.measure!r}, input_shape={self.input_shape!r}, "
+                f"quantization={self.quantization!r}, encoding={self.encoding!r}, "
+                f"num_threads={self.num_threads})")
+
+
+def _masks_key(model):
+    """A digest of where `model`'s weights are zero: equal while no mask
+    changes."""
+    digest = hashlib.sha1()
+    for w in model.weights:
+        digest.update(np.packbits(to_numpy(w) == 0).tobytes())
+    return digest.hexdigest()
+
+
 class _Score(keras.callbacks.Callback):
     """Adds `size` and `pruning_score` to the epoch logs (see
     `PrunedHyperModel`)."""
 
     def __init__(self, metric, direction, target, scoring, weight,
-                 metric_floor=None, size=count_nonzeros):
+                 metric_floor=None, size=count_nonzeros, end_step=0):
         super().__init__()
         self.metric, self.direction = metric, direction
         self.target, self.scoring, self.weight = target, scoring, weight
         self.metric_floor, self.size = metric_floor, size
+        self.end_step = end_step
+        self._measured = (None, None)  # masks key, size
+
+    def _size(self, epoch):
+        """The model's size now, or `None` where a `final_only` measure
+        waits for the final model."""
+        if not getattr(self.size, "final_only", False):
+            return float(self.size(self.model))
+        params = self.params or {}
+        pruned = (epoch + 1) * (params.get("steps") or 0) >= self.end_step
+        if not pruned and epoch + 1 != params.get("epochs"):
+            return None
+        key = _masks_key(self.model)
+        if key != self._measured[0]:
+            self._measured = key, float(self.size(self.model))
+        return self._measured[1]
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
@@ -262,19 +383,23 @@ class _Score(keras.callbacks.Callback):
         sign = 1 if self.direction == "max" else -1
         value = float(logs[self.metric]) * sign
         sparsity = float(logs.get("sparsity", 0.0))
-        if self.model is not None:
-            logs["size"] = float(self.size(self.model))
+        size = self._size(epoch) if self.model is not None else None
+        logs["size"] = math.nan if size is None else size
         if self.scoring == "tradeoff":
             logs["pruning_score"] = value + self.weight * sparsity
         elif self.scoring == "smallest":
-            if value >= self.metric_floor * sign:
-                logs["pruning_score"] = -math.log10(max(logs["size"], 1.0))
+            if size is not None and value >= self.metric_floor * sign:
+                logs["pruning_score"] = -math.log10(max(size, 1e-12))
             else:
                 logs["pruning_score"] = value - MISSED_TARGET_OFFSET
         elif sparsity + 1e-3 >= self.target:
             logs["pruning_score"] = value
         else:
             logs["pruning_score"] = sparsity - MISSED_TARGET_OFFSET
+        if size is None and self.model is not None:
+            # A model a final-only size did not measure ranks below all
+            # that it did.
+            logs["pruning_score"] -= 2 * MISSED_TARGET_OFFSET
 
 
 def _steps_per_epoch(args, kwargs):
@@ -324,10 +449,12 @@ class PrunedHyperModel(keras_tuner.HyperModel):
 
     Every epoch logs `sparsity` (of the pruned weights) and `size` beside
     the metric: by default the model's non-zero parameters
-    (`count_nonzeros`), or what your `size` function measures, e.g. the
-    bytes of a `.tflite` export or its LiteRT latency (it runs at every
-    epoch end, so keep it cheap or the epochs few). `pareto_front` and
-    `pareto_plot` show metric against size over the trials.
+    (`count_nonzeros`); with `size="tflite_bytes"` or `"tflite_ms"` the
+    bytes or the LiteRT latency of the model's `.tflite` export
+    (`TFLiteSize`, measured only once the model is final, see there); or
+    what your `size` function measures (it runs at every epoch end, so keep
+    it cheap). `pareto_front` and `pareto_plot` show metric against size
+    over the trials.
 
     A search trains each trial once, and its best trial is partly the
     luckiest seed: its score does not come back when the schedule is
@@ -348,8 +475,10 @@ class PrunedHyperModel(keras_tuner.HyperModel):
         metric_floor: Float, for `"smallest"` (required there, not allowed
             otherwise): the worst metric value a model may have. Defaults
             to `None`.
-        size: `"nonzeros"` or a function `model -> float` (smaller is
-            better). Defaults to `"nonzeros"`.
+        size: One of `SIZES` (`"nonzeros"`, `"tflite_bytes"`,
+            `"tflite_ms"`: `TFLiteSize("bytes")` or `TFLiteSize("ms")` on
+            the model's own input shapes), a `TFLiteSize`, or a function
+            `model -> float` (smaller is better). Defaults to `"nonzeros"`.
         weights, block_size, granularity: Passed to `GradualPruning`
             (`granularity="units"` searches schedules for whole-unit
             pruning).
@@ -421,12 +550,13 @@ class PrunedHyperModel(keras_tuner.HyperModel):
                 f"allowed only there. Received: scoring={scoring!r}, "
                 f"metric_floor={metric_floor!r}"
             )
-        if size == "nonzeros":
-            size = count_nonzeros
+        if isinstance(size, str) and size in SIZES:
+            size = (count_nonzeros if size == "nonzeros"
+                    else TFLiteSize("bytes" if size == "tflite_bytes" else "ms"))
         elif not callable(size):
             raise TypeError(
-                "`size` must be 'nonzeros' or a function model -> float. "
-                f"Received: size={size!r}"
+                f"`size` must be one of {SIZES}, a `TFLiteSize` or a function "
+                f"model -> float. Received: size={size!r}"
             )
         self.build_model = build_model
         self.target_sparsity = float(target_sparsity)
@@ -459,7 +589,7 @@ class PrunedHyperModel(keras_tuner.HyperModel):
         )
         score = _Score(
             self.metric, self.direction, self.target_sparsity, self.scoring,
-            self.sparsity_weight, self.metric_floor, self.size,
+            self.sparsity_weight, self.metric_floor, self.size, schedule.end_step,
         )
         # In front: the tuner's own callbacks must see the score.
         kwargs["callbacks"] = [pruning, score] + list(kwargs.get("callbacks", []))
@@ -651,11 +781,9 @@ def trials_table(tuner, metric="val_accuracy", direction="max"):
         row = {"trial": trial.trial_id, "status": str(trial.status)}
         row.update(trial.hyperparameters.values)
         for name in ("pruning_score", metric, "sparsity", "size"):
-            if trial.metrics.exists(name):
-                history = trial.metrics.get_history(name)
-                row[name] = float(history[-1].value[0]) if history else None
-            else:
-                row[name] = None
+            history = trial.metrics.get_history(name) if trial.metrics.exists(name) else []
+            value = float(history[-1].value[0]) if history else math.nan
+            row[name] = None if math.isnan(value) else value  # NaN: not measured
         rows.append(row)
     front = {id(r) for r in pareto_front(rows, metric, direction)}
     for row in rows:
@@ -759,7 +887,7 @@ def pareto_front(trials, metric="val_accuracy", direction="max"):
     return sorted(front, key=lambda r: (r["size"], -sign * r[metric]))
 
 
-def pareto_plot(trials, path, metric="val_accuracy", direction="max"):
+def pareto_plot(trials, path, metric="val_accuracy", direction="max", size_label=None):
     """Metric against size for every trial, the Pareto front joined.
 
     Args:
@@ -768,6 +896,9 @@ def pareto_plot(trials, path, metric="val_accuracy", direction="max"):
         metric: The metric on the vertical axis. Defaults to
             `"val_accuracy"`.
         direction: `"max"` or `"min"` for `metric`. Defaults to `"max"`.
+        size_label: The horizontal axis' label. Defaults to `None`: what
+            the tuner's `PrunedHyperModel` measures (non-zero parameters,
+            `.tflite` bytes, LiteRT ms), else "size".
 
     Returns:
         `path`.
@@ -790,7 +921,11 @@ def pareto_plot(trials, path, metric="val_accuracy", direction="max"):
     for r in front:
         ax.annotate(str(r["trial"]), (r["size"], r[metric]), fontsize=7,
                     xytext=(3, 3), textcoords="offset points")
-    ax.set(xlabel="size (non-zero parameters, or your `size`)", ylabel=metric)
+    if size_label is None:
+        size = getattr(getattr(trials, "hypermodel", None), "size", None)
+        size_label = ("non-zero parameters" if size is count_nonzeros
+                      else getattr(size, "label", "size"))
+    ax.set(xlabel=size_label, ylabel=metric)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return files.save_figure(fig, path)
