@@ -136,6 +136,16 @@ def test_reevaluated_best_schedule_reproduces_within_its_spread(tmp_path):
     assert score["low"] <= history.history["val_accuracy"][-1] <= score["high"]
 
 
+def test_reevaluate_warns_when_the_winners_runs_tie(tmp_path, monkeypatch):
+    hypermodel = tuning.PrunedHyperModel(build_model, target_sparsity=0.8, space=SPACE)
+    tuner = search(tmp_path, hypermodel, trials=1)
+    tied = {"pruning_score": [0.9], "val_accuracy": [0.9], "sparsity": [0.8], "size": [1.0]}
+    monkeypatch.setattr(hypermodel, "_train", lambda *args: tied)
+    with pytest.warns(UserWarning, match="3 runs all scored 0.9: its interval is a single"):
+        hypermodel.reevaluate(tuner, X, Y, top=1, runs=3)
+    assert hypermodel.best_score(tuner)["low"] == hypermodel.best_score(tuner)["high"]
+
+
 def test_hyperband_searches_a_model_that_declares_no_hyperparameter(tmp_path):
     # Hyperband samples only what `build` declared: the hypermodel declares
     # the schedule's hyperparameters there, or no trial would run.

@@ -673,6 +673,14 @@ class PrunedHyperModel(keras_tuner.HyperModel):
                 winner["confirm_values"].append(float(logs[self.metric][-1]))
         for row in rows:
             row.update(_spread(row.get("confirm_values", row["values"])))
+        if rows[0]["std"] == 0:
+            warnings.warn(
+                f"The winner's {rows[0]['runs']} runs all scored {rows[0]['mean']:g}: "
+                "its interval is a single point, which one more training rarely "
+                "hits. Give `runs` more, or validate on more data (a metric over "
+                "few samples takes few values).",
+                stacklevel=2,
+            )
         self.reevaluation = rows
         return rows
 
