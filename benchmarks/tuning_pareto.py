@@ -39,6 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import classify_bench  # noqa: E402
 import common  # noqa: E402
 import speech_bench  # noqa: E402
+import tuning_search  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIZES = ("tflite_bytes", "tflite_ms", "nonzeros")
@@ -59,10 +60,6 @@ def _measure(name):
     return tuning.TFLiteSize("bytes" if name == "tflite_bytes" else "ms")
 
 
-def _accuracy(model, x, y):
-    return float(np.mean(np.argmax(model.predict(x, verbose=0), -1) == y))
-
-
 def run_dense(task, args):
     import keras
 
@@ -71,8 +68,8 @@ def run_dense(task, args):
     start = time.perf_counter()
     model.fit(task.x, task.y, batch_size=args.batch_size, epochs=args.epochs, verbose=0)
     seconds = time.perf_counter() - start
-    return {"valid": _accuracy(model, task.x_valid, task.y_valid),
-            "test": _accuracy(model, task.x_test, task.y_test),
+    return {"valid": tuning_search.accuracy(model, task.x_valid, task.y_valid),
+            "test": tuning_search.accuracy(model, task.x_test, task.y_test),
             "size": float(_measure(args.size)(model)), "sparsity": 0.0,
             "steps": args.epochs * _steps(task, args), "train_seconds": seconds}
 
@@ -119,8 +116,8 @@ def run_search(task, args, prefix):
         model.fit(task.x, task.y, batch_size=args.batch_size, epochs=args.epochs,
                   callbacks=[tgp.GradualPruning(schedule)], verbose=0)
         retrained.append({
-            "seed": seed, "valid": _accuracy(model, task.x_valid, task.y_valid),
-            "test": _accuracy(model, task.x_test, task.y_test),
+            "seed": seed, "valid": tuning_search.accuracy(model, task.x_valid, task.y_valid),
+            "test": tuning_search.accuracy(model, task.x_test, task.y_test),
             "sparsity": tgp.sparsity_table(model, weights="recurrent").sparsity,
             "size": float(_measure(args.size)(model))})
     trainings = (args.trials + len(reevaluated) * args.runs + args.runs
@@ -201,23 +198,12 @@ def table(rows, args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", default=None,
-                        help="folder holding JapaneseVowels/ (default: aeon's files)")
-    parser.add_argument("--task", default="JapaneseVowels")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     parents=[tuning_search.search_parser()])
     parser.add_argument("--size", default="tflite_bytes", choices=SIZES)
     parser.add_argument("--floor", type=float, default=0.9)
     parser.add_argument("--sparsity", type=float, nargs=2, default=[0.5, 0.99],
                         metavar=("LOW", "HIGH"))
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--units", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--trials", type=int, default=12)
-    parser.add_argument("--top", type=int, default=3)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--retrain-seeds", type=int, nargs="+", default=[11, 12, 13])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
     low, high = args.sparsity
     if not 0 < low < high < 1:
@@ -226,11 +212,7 @@ def main(argv=None):
     if not 0 < args.floor <= 1:
         parser.error(f"--floor must lie in (0, 1] (a validation accuracy). Received: "
                      f"{args.floor}")
-    if args.runs < 2:
-        parser.error(f"--runs must be >= 2 (a spread needs two runs). Received: {args.runs}")
-    if args.quick:
-        args.epochs, args.units, args.trials, args.top, args.runs = 6, 16, 3, 1, 2
-        args.retrain_seeds = args.retrain_seeds[:2]
+    tuning_search.check_search_args(parser, args, quick_trials=3)
     task = classify_bench.Task(args.data_dir, args.task)
     prefix = os.path.join(HERE, "results", "tuning_pareto" + ("_quick" if args.quick else ""))
     command = common.command_line("tuning_pareto.py", argv or sys.argv[1:])

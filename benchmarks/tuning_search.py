@@ -74,7 +74,7 @@ def _measured(function, *args, **kwargs):
     return result, STEPS["count"], time.perf_counter() - start
 
 
-def _accuracy(model, x, y):
+def accuracy(model, x, y):
     return float(np.mean(np.argmax(model.predict(x, verbose=0), -1) == y))
 
 
@@ -93,8 +93,8 @@ def retrain(task, args, hp, schedule):
         model = build_model(task, args, hp)
         model.fit(task.x, task.y, batch_size=args.batch_size, epochs=args.epochs,
                   callbacks=[tgp.GradualPruning(schedule), _counter()], verbose=0)
-        valid.append(_accuracy(model, task.x_valid, task.y_valid))
-        test.append(_accuracy(model, task.x_test, task.y_test))
+        valid.append(accuracy(model, task.x_valid, task.y_valid))
+        test.append(accuracy(model, task.x_test, task.y_test))
         sparsity = tgp.sparsity_table(model, weights="recurrent").sparsity
     return {"retrain_valid": valid, "retrain_test": test, "sparsity": sparsity,
             "retrain_steps": STEPS["count"], "retrain_seconds": time.perf_counter() - start}
@@ -271,12 +271,13 @@ def plot(path, rows, one_training):
     files.save_figure(fig, path)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def search_parser():
+    """The arguments of a search on `classify_bench`'s task, which this
+    script and tuning_pareto.py share."""
+    parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--data-dir", default=None,
                         help="folder holding JapaneseVowels/ (default: aeon's files)")
     parser.add_argument("--task", default="JapaneseVowels")
-    parser.add_argument("--target", type=float, default=0.98)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--units", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -284,17 +285,30 @@ def main(argv=None):
     parser.add_argument("--top", type=int, default=3)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--retrain-seeds", type=int, nargs="+", default=[11, 12, 13])
-    parser.add_argument("--tuners", nargs="+", default=list(TUNERS), choices=TUNERS)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--resume", action="store_true")
-    args = parser.parse_args(argv)
-    if not 0 < args.target < 1:
-        parser.error(f"--target must lie in (0, 1). Received: {args.target}")
+    return parser
+
+
+def check_search_args(parser, args, quick_trials):
+    """Refuses what `search_parser` cannot run; shrinks a --quick run to
+    `quick_trials` trials of a small model."""
     if args.runs < 2:
         parser.error(f"--runs must be >= 2 (a spread needs two runs). Received: {args.runs}")
     if args.quick:
-        args.epochs, args.units, args.trials, args.top, args.runs = 6, 16, 2, 1, 2
+        args.epochs, args.units, args.trials, args.top, args.runs = 6, 16, quick_trials, 1, 2
         args.retrain_seeds = args.retrain_seeds[:2]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     parents=[search_parser()])
+    parser.add_argument("--target", type=float, default=0.98)
+    parser.add_argument("--tuners", nargs="+", default=list(TUNERS), choices=TUNERS)
+    args = parser.parse_args(argv)
+    if not 0 < args.target < 1:
+        parser.error(f"--target must lie in (0, 1). Received: {args.target}")
+    check_search_args(parser, args, quick_trials=2)
     task = classify_bench.Task(args.data_dir, args.task)
     prefix = os.path.join(HERE, "results", "tuning" + ("_quick" if args.quick else ""))
     command = common.command_line("tuning_search.py", argv or sys.argv[1:])

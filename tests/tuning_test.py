@@ -299,6 +299,10 @@ def test_tflite_size_refuses_bad_arguments_and_other_backends(monkeypatch):
         tuning.TFLiteSize("kb")
     with pytest.raises(ValueError, match="num_threads=0"):
         tuning.TFLiteSize("ms", num_threads=0)
+    with pytest.raises(ValueError, match="quantization='int8'"):
+        tuning.TFLiteSize("bytes", quantization="int8")
+    with pytest.raises(ValueError, match="encoding='csr'"):
+        tuning.TFLiteSize("bytes", encoding="csr")
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     with pytest.raises(ValueError, match="backend 'jax'"):
         tuning.PrunedHyperModel(build_model, size="tflite_bytes")

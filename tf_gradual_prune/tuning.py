@@ -272,8 +272,10 @@ class TFLiteSize:
         input_shape: Shape without the batch that fixes the model's `None`
             dimensions, as in `export_tflite`. Defaults to `None` (the
             model's own shapes).
-        quantization: As in `export_tflite`. Defaults to `"float32"`.
-        encoding: As in `export_tflite`. `None`: for bytes, the smaller
+        quantization: `"float32"` or `"dynamic_int8"`, as in
+            `export_tflite` (full-integer `"int8"` needs calibration data
+            per export: not offered here). Defaults to `"float32"`.
+        encoding: As in `export_tflite`, or `None`: for bytes, the smaller
             of the sparse and the dense file (the sparse encoding's indices
             outweigh the zeros it drops in small or mildly sparse
             matrices); for latency, `"auto"` (sparse only where it is not
@@ -282,13 +284,15 @@ class TFLiteSize:
             latency. Defaults to `1`.
 
     Raises:
-        ValueError: for a bad `measure` or `num_threads`, or a backend other
-            than TensorFlow (the export converts a TensorFlow SavedModel).
+        ValueError: for a bad `measure`, `quantization`, `encoding` or
+            `num_threads`, or a backend other than TensorFlow (the export
+            converts a TensorFlow SavedModel).
     """
 
     #: `PrunedHyperModel` measures only the final model (see above).
     final_only = True
     MEASURES = ("bytes", "ms")
+    QUANTIZATIONS = ("float32", "dynamic_int8")
 
     def __init__(self, measure="bytes", input_shape=None, quantization="float32",
                  encoding=None, num_threads=1):
@@ -303,6 +307,18 @@ class TFLiteSize:
                 f"A `.tflite` size ({measure!r}) needs the TensorFlow backend "
                 f"(the export converts a TensorFlow SavedModel). Received: backend "
                 f"{backend!r}. Measure size='nonzeros' here, or export from TensorFlow."
+            )
+        from tf_gradual_prune.export import ENCODINGS
+
+        if quantization not in self.QUANTIZATIONS:
+            raise ValueError(
+                f"`quantization` must be one of {self.QUANTIZATIONS}. Received: "
+                f"quantization={quantization!r}"
+            )
+        if encoding is not None and encoding not in ENCODINGS:
+            raise ValueError(
+                f"`encoding` must be None or one of {ENCODINGS}. Received: "
+                f"encoding={encoding!r}"
             )
         self.measure, self.input_shape = measure, input_shape
         self.quantization = quantization
