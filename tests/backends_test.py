@@ -75,7 +75,7 @@ PRUNE_AND_SAVE = COMMON + textwrap.dedent(
 LOAD_AND_EXPORT = COMMON + textwrap.dedent(
     """
     model = keras.saving.load_model(sys.argv[1])
-    report = tgp.export_tflite(model, sys.argv[2])
+    report = tgp.export_tflite(model, sys.argv[2], encoding="sparse")
     sparse = sorted(t["keras_weight"] for t in report.tensors
                     if t["format"] == "sparse" and t["keras_weight"])
     print("RESULT" + json.dumps({"backend": keras.backend.backend(), "zeros": zeros(model),

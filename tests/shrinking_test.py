@@ -125,7 +125,7 @@ def test_unit_pruned_recogniser_exports_smaller_dense_layers(tmp_path):
     np.testing.assert_allclose(LiteRTRunner(path).run(x[4:8]), model.predict(x[4:8], verbose=0),
                                atol=1e-4)
     # Unshrunk on request: the same sizes as the Keras model.
-    full = export_tflite(model, path, input_shape=(12, 8), shrink_units=False)
+    full = export_tflite(model, path, input_shape=(12, 8), shrink_units=False, encoding="dense")
     assert full.shrunk == {"shrunk": {}, "kept": {}} and full.size_bytes > report.size_bytes
     # And streaming from the shrunk layers.
     stream = export_tflite(model, str(tmp_path / "s.tflite"), streaming=True, chunk_frames=6)
