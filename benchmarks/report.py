@@ -35,6 +35,8 @@ SECTIONS = [
     ("trajectory_george_freq", "Diagnosis, george: how many mask updates (20, 80 or "
                                "one per step)"),
     ("speech", "Speech: FSDD digit strings, held-out speaker (CTC, CER)"),
+    ("speech_masked", "Speech on the masked recogniser with the library's default: "
+                      "larger and sparse against smaller and dense"),
     ("compare", "Pruning methods side by side (speech task)"),
     ("compare_1000", "Pruning methods side by side at a 1,000-step budget (speech task)"),
     ("compare_masked", "Pruning methods side by side on the masked recogniser (padding "

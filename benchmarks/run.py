@@ -36,7 +36,7 @@ SCRIPTS = {
 GROUPS = {"evidence": ["trajectory", "speech", "compare", "sensitivity", "classify",
                        "tuning"]}
 TAKES_DATA = {"calibration", "speech", "lm", "compare", "sensitivity", "trajectory"}
-RESUMABLE = {"lm", "compare", "sensitivity", "trajectory", "classify", "tuning",
+RESUMABLE = {"speech", "lm", "compare", "sensitivity", "trajectory", "classify", "tuning",
              "tuning_pareto"}
 
 

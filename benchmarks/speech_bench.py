@@ -1,18 +1,25 @@
 """Speech: dense vs ramped-threshold pruning of a DS2-style CTC recogniser.
 
     python benchmarks/speech_bench.py --data-dir ../shared/data [--seeds 0 1 2] [--quick]
+    python benchmarks/speech_bench.py --data-dir ../shared/data --method default \
+        --mask-padding --name speech_masked [--resume]
 
 FSDD digit strings (1-7 digits), trained on five speakers and tested on the
 held-out sixth (greedy CER and WER). Rows, each over every seed:
 
 - dense model at `--units` (128) and at `--small-units` (64);
-- the `--units` model pruned to 90% (ramped threshold, calibrated);
+- the `--units` model pruned to 90% (`--method`: the paper's ramped
+  threshold, calibrated, or the library's default);
 - the `--large-units` (256) model pruned to the non-zero count of the small
   dense model (the paper's claim: bigger and sparse beats smaller and dense).
 
 Sparsity applies to the recurrent kernels (input and recurrent, both
-directions, every layer); the counts are of those kernels. Writes
-benchmarks/results/speech.{json,md,png} (`speech_quick.*` with --quick).
+directions, every layer); the counts are of those kernels. `--mask-padding`
+trains the recogniser that masks its padding (`speech_model`'s default)
+instead of the unmasked first version the `speech` table was measured on.
+Rows are saved as they finish; `--resume` reuses the saved rows of a run with
+the same settings. Writes benchmarks/results/<name>.{json,md,png} (`--name`,
+default `speech`; `<name>_quick.*` with --quick).
 """
 
 import argparse
@@ -443,6 +450,76 @@ def plot(path, summary):
     files.save_figure(fig, path)
 
 
+#: Settings that change what a row measures (`--resume` checks them).
+SAME_RUN = ("data_dir", "epochs", "units", "small_units", "large_units", "target", "method",
+            "block_size", "frequency", "train_size", "test_size", "max_digits", "quick",
+            "mask_padding")
+#: What `--method` may prune the two sparse rows with.
+TABLE_METHODS = ("ramped", "default")
+
+
+def configs(args):
+    """The table's rows as `(name, units, target)`: dense, pruned, small, large."""
+    small = recurrent_size(args.small_units)
+    large_target = 1 - small / recurrent_size(args.large_units)
+    return [
+        (f"dense GRU({args.units})", args.units, None),
+        (f"{args.method} GRU({args.units}) {args.target:.0%}", args.units, args.target),
+        (f"dense GRU({args.small_units})", args.small_units, None),
+        (f"{args.method} GRU({args.large_units}) {large_target:.1%}", args.large_units,
+         large_target),
+    ]
+
+
+def table(rows, args, source, pending):
+    """The Markdown report of the rows so far, and their summary."""
+    order = [name for name, *_ in configs(args)]
+    rows = sorted(rows, key=lambda r: (order.index(r["name"]), r["seed"]))
+    summary = summarise(rows, "cer")
+    rule = ("the library's default (`RampedThresholdSchedule.for_training`)"
+            if args.method == "default" else
+            f"the paper's ramped threshold, masks updated every {args.frequency} steps")
+    lines = [
+        f"FSDD digit strings ({source}; 1-{args.max_digits} digits, "
+        f"{args.train_size} training strings from five speakers, {args.test_size} test "
+        f"strings from the held-out speaker), {args.epochs} epochs, seeds {args.seeds}; "
+        f"{'padding masked (speech_model default); ' if args.mask_padding else ''}"
+        f"pruned with {rule}; greedy decoding. Mean ± sample std over seeds.",
+        "",
+        "| model | n | CER | CER per seed | WER | recurrent sparsity | recurrent non-zeros "
+        "| steps | train s |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for s in summary:
+        per_seed = " / ".join(f"{r['cer']:.3f}" for r in rows if r["name"] == s["name"])
+        lines.append(f"| {s['name']} | {s['n']} | {s['mean']:.4f} ± {s['std']:.4f} | "
+                     f"{per_seed} | {s['wer']:.4f} | {s['sparsity']:.3f} | {s['nonzeros']:,} "
+                     f"| {s['steps']} | {s['seconds']:.0f} |")
+    found = {s["name"]: s for s in summary}
+    dense, pruned, dense_small, pruned_large = (found.get(name) for name in order)
+    lines.append("")
+    if dense and pruned:
+        lines.append(f"- {pruned['name']} vs {dense['name']}: CER "
+                     f"{pruned['mean'] / dense['mean'] - 1:+.1%} relative (target: within "
+                     "+10%).")
+    if dense_small and pruned_large:
+        lines.append(f"- {pruned_large['name']} ({pruned_large['nonzeros']:,} non-zeros) vs "
+                     f"{dense_small['name']} ({dense_small['nonzeros']:,}): CER "
+                     f"{pruned_large['mean']:.4f} vs {dense_small['mean']:.4f} (target: "
+                     "lower).")
+    lines += common.hosts_note(rows)
+    lines += partial_note(pending)
+    return "\n".join(lines), summary
+
+
+def publish(prefix, command, args, source, rows, pending):
+    """Saves the rows so far with their table and plot; returns the table."""
+    markdown, summary = table(rows, args, source, pending)
+    common.save_results(prefix, command, vars(args), rows, markdown)
+    plot(prefix + ".png", summary)
+    return markdown
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", default=os.environ.get("TFGP_DATA_DIR"),
@@ -453,67 +530,43 @@ def main(argv=None):
     parser.add_argument("--small-units", type=int, default=64)
     parser.add_argument("--large-units", type=int, default=256)
     parser.add_argument("--target", type=float, default=0.9)
+    parser.add_argument("--method", default="ramped", choices=TABLE_METHODS,
+                        help="the paper's rule ('ramped', calibrated, every --frequency "
+                             "steps) or the library's default")
     parser.add_argument("--block-size", type=int, default=1)
-    parser.add_argument("--frequency", type=int, default=20, help="steps between mask updates")
+    parser.add_argument("--frequency", type=int, default=20,
+                        help="steps between mask updates ('ramped' only)")
     parser.add_argument("--train-size", type=int, default=1200)
     parser.add_argument("--test-size", type=int, default=400)
     parser.add_argument("--max-digits", type=int, default=7)
+    parser.add_argument("--mask-padding", action="store_true", default=None,
+                        help="train and score the recogniser that masks the padding "
+                             "(speech_model's default) instead of the unmasked first version")
+    parser.add_argument("--name", default="speech",
+                        help="results file name in benchmarks/results (default: speech)")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the saved rows of a run with the same settings")
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.epochs, args.train_size, args.test_size = args.seeds[:1], 4, 200, 50
         args.units, args.small_units, args.large_units, args.frequency = 32, 16, 64, 2
     task = SpeechTask(args.data_dir, args.train_size, args.test_size, args.max_digits, 32)
-    small = recurrent_size(args.small_units)
-    large_target = 1 - small / recurrent_size(args.large_units)
-    configs = [
-        (f"dense GRU({args.units})", args.units, None),
-        (f"ramped GRU({args.units}) {args.target:.0%}", args.units, args.target),
-        (f"dense GRU({args.small_units})", args.small_units, None),
-        (f"ramped GRU({args.large_units}) {large_target:.1%}", args.large_units, large_target),
-    ]
-    rows = []
-    for seed in args.seeds:
-        for name, units, target in configs:
-            print(f"== {name}, seed {seed}", flush=True)
-            row = run_one(task, units, args.epochs, seed, target, args.block_size,
-                          args.frequency)
-            row["name"] = name
-            rows.append(row)
-            print(f"   CER {row['cer']:.4f}  WER {row['wer']:.4f}  sparsity "
-                  f"{row['sparsity']:.3f}  non-zeros {row['nonzeros']:,}  "
-                  f"{row['train_seconds']:.0f} s", flush=True)
-    summary = summarise(rows, "cer")
-    lines = [
-        f"FSDD digit strings ({task.source}; 1-{args.max_digits} digits, "
-        f"{args.train_size} training strings from five speakers, {args.test_size} test "
-        f"strings from the held-out speaker), {args.epochs} epochs, seeds {args.seeds}; "
-        "greedy decoding. Mean ± sample std over seeds.",
-        "",
-        "| model | CER | WER | recurrent sparsity | recurrent non-zeros | steps | train s |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for s in summary:
-        lines.append(f"| {s['name']} | {s['mean']:.4f} ± {s['std']:.4f} | {s['wer']:.4f} | "
-                     f"{s['sparsity']:.3f} | {s['nonzeros']:,} | {s['steps']} | "
-                     f"{s['seconds']:.0f} |")
-    dense, pruned, dense_small, pruned_large = summary
-    lines += [
-        "",
-        f"- {pruned['name']} vs {dense['name']}: CER {pruned['mean'] / dense['mean'] - 1:+.1%} "
-        "relative (target: within +10%).",
-        f"- {pruned_large['name']} ({pruned_large['nonzeros']:,} non-zeros) vs "
-        f"{dense_small['name']} ({dense_small['nonzeros']:,}): CER "
-        f"{pruned_large['mean']:.4f} vs {dense_small['mean']:.4f} (target: lower).",
-    ]
-    markdown = "\n".join(lines)
-    print("\n" + markdown)
-    prefix = os.path.join(HERE, "results", "speech_quick" if args.quick else "speech")
-    common.save_results(prefix, common.command_line("speech_bench.py", argv or sys.argv[1:]),
-                        vars(args), rows, markdown)
-    plot(prefix + ".png", summary)
-    print(f"saved {prefix}.json, .md and .png")
-    return 0
+    prefix = os.path.join(HERE, "results", args.name + ("_quick" if args.quick else ""))
+    command = common.command_line("speech_bench.py", argv or sys.argv[1:])
+    todo = [(name, seed, (units, target)) for seed in args.seeds
+            for name, units, target in configs(args)]
+
+    def train(config, seed):
+        units, target = config
+        return run_one(task, units, args.epochs, seed, target, args.block_size,
+                       args.frequency, method="dense" if target is None else args.method,
+                       mask_padding=bool(args.mask_padding))
+
+    rows = run_and_publish(prefix, args, SAME_RUN, todo, train,
+                           lambda saved, pending: publish(prefix, command, args,
+                                                          task.source, saved, pending))
+    return 0 if np.all([np.isfinite(r["cer"]) for r in rows]) else 1
 
 
 if __name__ == "__main__":

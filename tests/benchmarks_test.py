@@ -356,3 +356,47 @@ def test_new_benchmarks_reject_bad_arguments(capsys, script, argv, message):
         importlib.import_module(script).main(argv)
     assert raised.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_speech_bench_trains_its_four_rows_once_and_resumes(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def fake_run_one(task, units, epochs, seed, target=None, *args, method=None,
+                     mask_padding=False, **kwargs):
+        import common
+
+        calls.append((units, target, method, mask_padding))
+        recipe = {"recipe": common.default_recipe()} if method == "default" else {}
+        return {**recipe, "units": units, "seed": seed, "method": method, "target": target,
+                "cer": 0.1 + units / 1000, "wer": 0.2, "sparsity": target or 0.0,
+                "nonzeros": units, "steps": 40, "train_seconds": 1.0}
+
+    class FakeTask:
+        source = "synthetic"
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+    monkeypatch.setattr(speech_bench, "run_one", fake_run_one)
+    monkeypatch.setattr(speech_bench, "SpeechTask", FakeTask)
+    monkeypatch.setattr(speech_bench, "HERE", str(tmp_path))
+    (tmp_path / "results").mkdir()
+    argv = ["--quick", "--method", "default", "--mask-padding", "--name", "masked"]
+    assert speech_bench.main(argv) == 0
+    large = 1 - speech_bench.recurrent_size(16) / speech_bench.recurrent_size(64)
+    assert calls == [(32, None, "dense", True), (32, 0.9, "default", True),
+                     (16, None, "dense", True), (64, large, "default", True)]
+    with open(tmp_path / "results" / "masked_quick.json") as f:
+        saved = json.load(f)
+    assert [row["name"] for row in saved["rows"]] == [
+        "dense GRU(32)", "default GRU(32) 90%", "dense GRU(16)",
+        f"default GRU(64) {large:.1%}"]
+    markdown = (tmp_path / "results" / "masked_quick.md").read_text()
+    assert "padding masked" in markdown and "library's default" in markdown
+    assert f"default GRU(64) {large:.1%} (64 non-zeros) vs dense GRU(16)" in markdown
+    calls.clear()
+    assert speech_bench.main(argv + ["--resume"]) == 0
+    assert calls == []  # every row reused
+    assert speech_bench.main(["--quick", "--name", "masked", "--resume"]) == 0
+    assert "it was run with other method, mask_padding" in capsys.readouterr().out
+    assert [c[2] for c in calls] == ["dense", "ramped", "dense", "ramped"]
