@@ -43,6 +43,11 @@ def machine(versions):
             + (", ".join(features) if features is not None else "features not recorded"))
 
 
+def trained_on(features):
+    """A saved row's `cpu_features`, as the table shows them."""
+    return "not recorded" if features is None else ", ".join(features)
+
+
 #: What a re-run row can be, best first.
 VERDICTS = ("identical", "within tolerance", "no")
 
@@ -112,7 +117,8 @@ def main(argv=None):
                         "saved_cer": before["cer"], "cer": row["cer"],
                         "difference": row["cer"] - before["cer"],
                         "saved_loss": before.get("loss"), "loss": row["loss"],
-                        "sparsity": row["sparsity"], "train_seconds": row["train_seconds"]})
+                        "sparsity": row["sparsity"], "train_seconds": row["train_seconds"],
+                        "saved_cpu_features": before.get("cpu_features")})
         print(f"   CER saved {before['cer']!r}, re-run {row['cer']!r}; final training loss "
               f"saved {before.get('loss')!r}, re-run {row['loss']!r}", flush=True)
 
@@ -121,22 +127,23 @@ def main(argv=None):
     lines = [
         f"Spot re-run of `{os.path.relpath(args.results)}` (seed {args.seed}, the rows in "
         f"this order in one process; saved with tf_gradual_prune "
-        f"{saved['versions']['tf_gradual_prune']} on {machine(saved['versions'])}; re-run on "
+        f"{saved['versions']['tf_gradual_prune']}, the file last written on "
+        f"{machine(saved['versions'])}, each row on the CPUs the table names; re-run on "
         f"{machine(common.software_versions())}). Reproduced: the same CER and loss "
         f"(identical), or CER within {args.tolerance:g} and final training loss within "
         f"{args.loss_tolerance:g} (relative) of the saved values (within tolerance). "
         f"Here: {', '.join(f'{n} {v}' for v, n in counts.items())}.",
         "",
         "| row | rows before it | saved CER | re-run CER | difference | reproduced "
-        "| final training loss, saved / re-run |",
-        "|---|---:|---:|---:|---:|---|---|",
+        "| final training loss, saved / re-run | saved row trained on |",
+        "|---|---:|---:|---:|---:|---|---|---|",
     ]
     for r, ok in zip(results, verdicts):
         loss = ("not saved" if r["saved_loss"] is None
                 else f"{r['saved_loss']:.6g} / {r['loss']:.6g}")
         lines.append(f"| {r['name']} | {r['position']} | {r['saved_cer']:.6f} | "
                      f"{r['cer']:.6f} | {r['difference']:+.2e} | "
-                     f"{ok} | {loss} |")
+                     f"{ok} | {loss} | {trained_on(r['saved_cpu_features'])} |")
     markdown = "\n".join(lines)
     prefix = args.output or os.path.splitext(args.results)[0] + "_rerun"
     common.save_results(prefix, common.command_line("rerun.py", argv or sys.argv[1:]),

@@ -94,6 +94,7 @@ def test_rerun_reproduces_a_row_and_catches_a_changed_one(tmp_path):
         row = compare.run_row(task, args, args.units, method, target, seed=0)
         row["name"] = name
         rows.append(row)
+    rows[0]["cpu_features"] = ["avx2", "fma"]  # what train_rows records
     path = write_results(tmp_path / "compare.json", rows)
 
     assert rerun.main(["--results", path, "--rows", "dense GRU(8)", "ramped 50%"]) == 0
@@ -101,7 +102,12 @@ def test_rerun_reproduces_a_row_and_catches_a_changed_one(tmp_path):
         report = json.load(f)["rows"]
     assert [r["name"] for r in report] == ["dense GRU(8)", "ramped 50%"]
     assert all(r["cer"] == r["saved_cer"] and r["loss"] == r["saved_loss"] for r in report)
-    assert "| identical |" in (tmp_path / "compare_rerun.md").read_text()
+    markdown = (tmp_path / "compare_rerun.md").read_text()
+    assert "| identical |" in markdown
+    # Each row names the CPUs that trained it, not those that last wrote the file.
+    assert [line.rsplit("|", 2)[1].strip() for line in markdown.splitlines()
+            if line.startswith("| dense") or line.startswith("| ramped")] == [
+        "not recorded", "avx2, fma"]
 
     rows[0]["loss"] *= 1.5
     path = write_results(tmp_path / "compare.json", rows)
