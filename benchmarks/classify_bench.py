@@ -158,7 +158,7 @@ def table(rows, args, pending):
             f"{np.mean([r['sparsity'] for r in group]):.3f} | "
             f"{int(np.mean([r['nonzeros'] for r in group])):,} | {group[0]['steps']} | "
             f"{versus} |")
-    lines += speech_bench.partial_note(pending)
+    lines += common.partial_note(pending)
     return "\n".join(lines)
 
 

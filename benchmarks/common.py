@@ -107,6 +107,16 @@ def default_recipe():
             "allocation": schedules.DEFAULT_ALLOCATION}
 
 
+def partial_note(pending):
+    """The table's closing lines while `pending` rows (tuples whose first
+    item is the row's name) are still to train."""
+    if not pending:
+        return []
+    names = sorted({name for name, *_ in pending})
+    return ["", f"**Partial run**: {len(pending)} runs not done yet ({', '.join(names)}); "
+            "finish them with `--resume`."]
+
+
 def finished_rows(path, settings, same_run, key=lambda row: row["name"]):
     """Rows saved at `path` by an earlier run, for `--resume`.
 

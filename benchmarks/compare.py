@@ -161,7 +161,7 @@ def table(rows, args, source, pending):
     lines += ["", f"Training time summed over the {len(rows)} runs: {total:.0f} min on "
               f"{os.cpu_count()} CPU cores."]
     lines += common.hosts_note(rows)
-    lines += speech_bench.partial_note(pending)
+    lines += common.partial_note(pending)
     return "\n".join(lines), summary
 
 

@@ -170,8 +170,9 @@ def plot(path, rows):
     files.save_figure(fig, path)
 
 
-def table(rows, words, args):
-    """The Markdown table of `rows`, against the first (dense) row."""
+def table(rows, words, args, pending=()):
+    """The Markdown table of `rows`, against the first (dense) row, and
+    which `pending` configurations are still to train."""
     dense = rows[0]
     lines = [
         f"PTB word level ({words:,} training words), 2-layer LSTM, batch "
@@ -197,6 +198,8 @@ def table(rows, words, args):
     total = sum(r["train_seconds"] for r in rows) / 60
     lines += ["", f"Training time summed over the rows: {total:.0f} min on "
               f"{os.cpu_count()} CPU cores."]
+    lines += common.hosts_note(rows)
+    lines += common.partial_note(pending)
     return "\n".join(lines)
 
 
@@ -268,7 +271,7 @@ def main(argv=None):
     for path in ([prefix + ".json"] if args.resume else []) + args.resume_from:
         earlier.update(common.finished_rows(path, vars(args), SAME_RUN))
     rows = []
-    for name, units, method, target in configs:
+    for i, (name, units, method, target) in enumerate(configs):
         if name in earlier:
             print(f"== {name}: reused from an earlier run with the same settings", flush=True)
             rows.append(earlier[name])
@@ -276,6 +279,7 @@ def main(argv=None):
         print(f"== {name}", flush=True)
         row = run_one(batches, vocabulary, units, args.epochs, method, target, args.seed, args)
         row["name"] = name
+        row["cpu_features"] = common.cpu_features()  # what decides the last bits
         rows.append(row)
         print(f"   valid {row['valid_perplexity']:.1f}  test {row['test_perplexity']:.1f}  "
               f"sparsity {row['sparsity']:.3f}  non-zeros {row['nonzeros']:,}  "
@@ -283,7 +287,10 @@ def main(argv=None):
               flush=True)
         # Saved after every row, so that an interrupted run resumes with --resume.
         saved = common.keep_unreached(rows, earlier)
-        common.save_results(prefix, command, vars(args), saved, table(saved, len(train), args))
+        pending = [c for c in configs[i + 1:] if c[0] not in earlier]
+        common.save_results(prefix, command, vars(args), saved,
+                            table(saved, len(train), args, pending))
+        plot(prefix + ".png", saved)
     # Rows of methods or targets this run did not select stay in the file.
     rows = common.keep_unreached(rows, earlier)
     markdown = table(rows, len(train), args)

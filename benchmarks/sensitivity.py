@@ -112,7 +112,7 @@ def table(rows, args, source, pending):
     total = sum(r["train_seconds"] for r in rows) / 60
     lines += ["", f"Training time summed over the {len(rows)} runs: {total:.0f} min on "
               f"{os.cpu_count()} CPU cores."]
-    lines += speech_bench.partial_note(pending)
+    lines += common.partial_note(pending)
     return "\n".join(lines)
 
 

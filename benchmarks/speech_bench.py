@@ -383,15 +383,6 @@ def train_rows(todo, earlier, train, publish):
     return rows
 
 
-def partial_note(pending):
-    """The table's closing lines while `pending` rows are still to train."""
-    if not pending:
-        return []
-    names = sorted({name for name, *_ in pending})
-    return ["", f"**Partial run**: {len(pending)} runs not done yet ({', '.join(names)}); "
-            "finish them with `--resume`."]
-
-
 def run_and_publish(prefix, args, same_run, todo, train, publish):
     """The resumable loop of a benchmark script, start to end.
 
@@ -508,7 +499,7 @@ def table(rows, args, source, pending):
                      f"{pruned_large['mean']:.4f} vs {dense_small['mean']:.4f} (target: "
                      "lower).")
     lines += common.hosts_note(rows)
-    lines += partial_note(pending)
+    lines += common.partial_note(pending)
     return "\n".join(lines), summary
 
 

@@ -177,7 +177,7 @@ def table(rows, args, pending):
                 f"{np.mean([d['late_share'] for d in found]):.0%}") if found else " | "
         lines.append(f"| {shown} | {name} | {len(cer)} | {cer.mean():.4f} ± {std:.4f} | "
                      f"{versus} | {' / '.join(f'{c:.3f}' for c in cer)} | {cuts} |")
-    lines += speech_bench.partial_note(pending)
+    lines += common.partial_note(pending)
     return "\n".join(lines)
 
 

@@ -227,7 +227,7 @@ def main(argv=None):
         return row
 
     def publish(rows, pending):
-        markdown = table(rows, args) + "\n" + "\n".join(speech_bench.partial_note(pending))
+        markdown = table(rows, args) + "\n" + "\n".join(common.partial_note(pending))
         common.save_results(prefix, command, vars(args), rows, markdown.rstrip())
         return markdown
 

@@ -406,3 +406,26 @@ def test_speech_bench_trains_its_four_rows_once_and_resumes(tmp_path, monkeypatc
     assert speech_bench.main(["--quick", "--name", "masked", "--resume"]) == 0
     assert "it was run with other method, mask_padding" in capsys.readouterr().out
     assert [c[2] for c in calls] == ["dense", "ramped", "dense", "ramped"]
+
+
+def test_lm_table_names_pending_rows_and_other_hosts():
+    import argparse
+
+    import lm_bench
+
+    def row(name, method, perplexity, features):
+        return {"name": name, "method": method, "valid_perplexity": perplexity + 3,
+                "test_perplexity": perplexity, "sparsity": 0.0, "nonzeros": 10,
+                "parameters": 20, "tflite_bytes": 2**20, "train_seconds": 60.0,
+                "steps": 100, "seed": 0, "cpu_features": features}
+
+    args = argparse.Namespace(batch_size=20, steps=35, epochs=13, seed=0)
+    rows = [row("dense 200", "dense", 100.0, ["avx2"]),
+            row("default 200 90%", "default", 104.0, ["avx2", "avx512f"])]
+    pending = [("large 400 ramped 59.8%", 400, "ramped", 0.598)]
+    markdown = lm_bench.table(rows, 1000, args, pending)
+    assert "| default 200 90% | 107.0 | 104.0 | +4.0% |" in markdown
+    assert "halved per epoch after 4" in markdown
+    assert "**Partial run**: 1 runs not done yet (large 400 ramped 59.8%)" in markdown
+    assert "avx2/avx512f: default 200 90% (seed 0)" in markdown
+    assert "Partial run" not in lm_bench.table(rows, 1000, args)
