@@ -46,6 +46,8 @@ SECTIONS = [
                                   "(validation for the default's allocation)"),
     ("sensitivity", "Sensitivity of the ramped threshold to its hyperparameters (speech task)"),
     ("lm", "Beyond speech: Penn Treebank word-level language model (perplexity)"),
+    ("lm_13", "Penn Treebank at Zaremba et al.'s full budget, 13 epochs: dense and the "
+              "default at 90%"),
     ("lm_timing_late", "Penn Treebank: the default with a later timing, 40% / 55% / 85% "
                        "(validation experiment)"),
     ("calibration", "Calibration: does the ramp land on the target sparsity?"),
