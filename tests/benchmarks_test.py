@@ -354,6 +354,7 @@ def test_compare_gives_prune_and_retrain_the_budget_when_asked(capsys, monkeypat
     ("tuning_pareto", ["--sparsity", "0.9", "0.5"],
      "--sparsity must be LOW HIGH with 0 < LOW < HIGH < 1. Received: 0.9 0.5"),
     ("tuning_pareto", ["--floor", "90"], "--floor must lie in (0, 1]"),
+    ("speech_bench", ["--method", "agp"], "argument --method: invalid choice: 'agp'"),
 ])
 def test_new_benchmarks_reject_bad_arguments(capsys, script, argv, message):
     import importlib
