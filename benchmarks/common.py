@@ -172,3 +172,16 @@ def keep_unreached(rows, earlier, key=lambda row: row["name"]):
     """
     done = {key(row) for row in rows}
     return rows + [row for k, row in earlier.items() if k not in done]
+
+
+class StepSparsity:
+    """A `step -> (should_prune, sparsity)` schedule that prunes each matrix
+    to `sparsity` at the given steps only ({step: sparsity}); with the
+    callback's monotone masks, the pruned weights stay zero afterwards."""
+
+    def __init__(self, points):
+        self.points = {int(k): float(v) for k, v in points.items()}
+
+    def __call__(self, step):
+        sparsity = self.points.get(int(step))
+        return sparsity is not None, 0.0 if sparsity is None else sparsity

@@ -10,15 +10,25 @@ for `--epochs` (the paper: 13; the learning rate halves every epoch after
 the first 4/13 of the budget, as theirs does after epoch 4). Rows, all at the
 same budget and seed:
 
-- dense small model;
+- the dense model;
+- a dense `--small-units` model, by default the largest with no more LSTM +
+  output weights than the model keeps at 90% sparsity (25 units: 260,000
+  against 264,000);
 - the library's default (`RampedThresholdSchedule.for_training` with nothing
   else set), the paper's ramped threshold (its timing, "track" calibration,
-  every `--frequency` steps) and AGP (Zhu & Gupta's polynomial ramp, tfmot's
-  `PolynomialDecay` through our callback, the paper's window) at each
-  `--targets` sparsity, on the LSTM kernels and the output layer (`--methods`
-  chooses; a resumed run keeps the saved rows of the others);
+  every `--frequency` steps), AGP (Zhu & Gupta's polynomial ramp, tfmot's
+  `PolynomialDecay` through our callback, the paper's window), one-shot
+  (dense for half the budget, cut once by magnitude to the target, trained
+  on) and L1 (an `--l1` penalty on the pruned matrices throughout, cut once
+  at 80% of the budget, trained on) at each `--targets` sparsity, on the
+  LSTM kernels and the output layer (`--methods` chooses; a resumed run
+  keeps the saved rows of the others); the same definitions as the speech
+  comparison's (`speech_bench.pruning_schedule`);
 - a `--large-units` model pruned (the paper's ramp) to the non-zero count of
-  the dense small model's LSTM + output matrices.
+  the dense small model's LSTM + output matrices (`--large-units 0`: none).
+
+One seed per run (`--seed`, and a `--name` per seed); `lm_seeds.py` puts
+the runs of several seeds side by side.
 
 Every model is exported with `export_tflite` (float32, sparse encoding; a
 stateless batch-1 twin over 35 words) and its size reported. Writes
@@ -40,11 +50,23 @@ import common  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PRUNED = ("recurrent", "dense")
+#: The pruning methods, in the order of the table.
+METHODS = ("default", "ramped", "agp", "one_shot", "l1")
 
 
 def pruned_size(units, vocabulary, layers=2):
     """Weights in the LSTM kernels and the output matrix."""
     return layers * (units * 4 * units * 2) + units * vocabulary
+
+
+def matched_units(units, vocabulary, sparsity=0.9):
+    """The largest dense model with no more LSTM + output weights than a
+    `units` model keeps at `sparsity`."""
+    budget = (1 - sparsity) * pruned_size(units, vocabulary)
+    small = 1
+    while pruned_size(small + 1, vocabulary) <= budget:
+        small += 1
+    return small
 
 
 def zaremba_sgd(epochs, steps, window):
@@ -95,6 +117,19 @@ def export_size(model, vocabulary, units, steps):
     return report.size_bytes
 
 
+def pruned_matrices(model):
+    """The matrices `PRUNED` selects: the LSTM kernels and the output kernel."""
+    import keras
+
+    matrices = []
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.LSTM):
+            matrices += [layer.cell.kernel, layer.cell.recurrent_kernel]
+        elif isinstance(layer, keras.layers.Dense):
+            matrices.append(layer.kernel)
+    return matrices
+
+
 def run_one(corpus_batches, vocabulary, units, epochs, method, target, seed, args):
     import keras
     import tensorflow_model_optimization as tfmot
@@ -107,6 +142,9 @@ def run_one(corpus_batches, vocabulary, units, epochs, method, target, seed, arg
     keras.utils.set_random_seed(seed)
     model = models.language_model(vocabulary, units, stateful=True,
                                   batch_size=args.batch_size, steps=args.steps)
+    if method == "l1":
+        for matrix in pruned_matrices(model):
+            matrix.regularizer = keras.regularizers.L1(args.l1)
     model.compile(optimizer=zaremba_sgd(epochs, steps, args.steps),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=[models.Perplexity()])
@@ -126,6 +164,12 @@ def run_one(corpus_batches, vocabulary, units, epochs, method, target, seed, arg
             0.0, target, begin_step=steps, end_step=int(0.5 * epochs * steps),
             power=3, frequency=frequency)
         callbacks.append(tgp.GradualPruning(schedule, weights=PRUNED))
+    elif method == "one_shot":
+        schedule = common.StepSparsity({epochs * steps // 2: target})
+        callbacks.append(tgp.GradualPruning(schedule, weights=PRUNED))
+    elif method == "l1":
+        schedule = common.StepSparsity({int(0.8 * epochs * steps): target})
+        callbacks.append(tgp.GradualPruning(schedule, weights=PRUNED))
     start = time.perf_counter()
     model.fit(x, y, batch_size=args.batch_size, epochs=epochs, shuffle=False,
               callbacks=callbacks, verbose=2)
@@ -140,6 +184,7 @@ def run_one(corpus_batches, vocabulary, units, epochs, method, target, seed, arg
         "tflite_bytes": export_size(model, vocabulary, units, args.steps),
         "steps": epochs * steps, "train_seconds": seconds,
         **({"recipe": common.default_recipe()} if method == "default" else {}),
+        **({"l1": args.l1} if method == "l1" else {}),
     }
 
 
@@ -153,7 +198,8 @@ def plot(path, rows):
 
     fig, ax = plt.subplots(figsize=(7, 4))
     dense = [r for r in rows if r["method"] == "dense"]
-    for method, marker in (("default", "D"), ("ramped", "o"), ("agp", "s")):
+    for method, marker in (("default", "D"), ("ramped", "o"), ("agp", "s"), ("one_shot", "v"),
+                           ("l1", "^")):
         points = sorted((r["sparsity"], r["test_perplexity"]) for r in rows
                         if r["method"] == method and r["name"].startswith(method))
         if points:
@@ -214,10 +260,16 @@ def main(argv=None):
     parser.add_argument("--data-dir", default=os.environ.get("TFGP_DATA_DIR"))
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--units", type=int, default=200)
-    parser.add_argument("--large-units", type=int, default=400)
+    parser.add_argument("--small-units", type=int, default=None,
+                        help="a dense model this size as a baseline (default: as many "
+                             "weights as --units keeps at 90%% sparsity; 0: none)")
+    parser.add_argument("--large-units", type=int, default=400,
+                        help="the larger model pruned to the small one's non-zero count; "
+                             "0: no such row")
     parser.add_argument("--targets", type=float, nargs="+", default=[0.8, 0.9, 0.95])
-    parser.add_argument("--methods", nargs="+", default=["default", "ramped", "agp"],
-                        choices=["default", "ramped", "agp"])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--l1", type=float, default=1e-6,
+                        help="the L1 penalty of the 'l1' method, per weight")
     parser.add_argument("--frequency", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--steps", type=int, default=35)
@@ -257,14 +309,21 @@ def main(argv=None):
     vocabulary = len(corpus.vocabulary)
     batches = tuple(datasets.lm_batches(ids, args.batch_size, args.steps)
                     for ids in (train, corpus.valid, corpus.test))
-    large_target = 1 - pruned_size(args.units, vocabulary) / pruned_size(args.large_units,
-                                                                        vocabulary)
+    large_target = 1 - pruned_size(args.units, vocabulary) / pruned_size(
+        args.large_units or args.units, vocabulary)
     configs = [(f"dense {args.units}", args.units, "dense", None)]
+    if args.small_units is None:
+        args.small_units = matched_units(args.units, vocabulary)
+    if args.small_units:
+        configs.append((f"dense {args.small_units}", args.small_units, "dense", None))
     for method in args.methods:
+        # An L1 row's name carries its penalty: rows with another one are not reused.
+        label = f"l1 {args.l1:g}" if method == "l1" else method
         for target in args.targets:
-            configs.append((f"{method} {args.units} {target:.0%}", args.units, method, target))
-    configs.append((f"large {args.large_units} ramped {large_target:.1%}", args.large_units,
-                    "ramped", large_target))
+            configs.append((f"{label} {args.units} {target:.0%}", args.units, method, target))
+    if args.large_units:
+        configs.append((f"large {args.large_units} ramped {large_target:.1%}",
+                        args.large_units, "ramped", large_target))
     prefix = os.path.join(HERE, "results", args.name or ("lm_quick" if args.quick else "lm"))
     command = common.command_line("lm_bench.py", argv or sys.argv[1:])
     earlier = {}

@@ -105,19 +105,6 @@ class SpeechTask:
         return data, sum(1 for _ in data)
 
 
-class StepSparsity:
-    """A `step -> (should_prune, sparsity)` schedule that prunes each matrix
-    to `sparsity` at the given steps only ({step: sparsity}); with the
-    callback's monotone masks, the pruned weights stay zero afterwards."""
-
-    def __init__(self, points):
-        self.points = {int(k): float(v) for k, v in points.items()}
-
-    def __call__(self, step):
-        sparsity = self.points.get(int(step))
-        return sparsity is not None, 0.0 if sparsity is None else sparsity
-
-
 #: The pruning methods `run_one` knows.
 METHODS = ("dense", "default", "ramped", "agp", "one_shot", "prune_retrain", "l1", "units")
 
@@ -231,13 +218,13 @@ def pruning_schedule(method, epochs, steps, target, frequency=20, rounds=3, timi
         return tfmot.sparsity.keras.PolynomialDecay(
             0.0, target, begin_step=steps, end_step=total // 2, power=3, frequency=frequency)
     if method == "one_shot":
-        return StepSparsity({total // 2: target})
+        return common.StepSparsity({total // 2: target})
     if method == "prune_retrain":
         retrain = (epochs // 2) * steps
-        return StepSparsity({total + i * retrain: 1 - (1 - target) ** ((i + 1) / rounds)
-                             for i in range(rounds)})
+        return common.StepSparsity({total + i * retrain: 1 - (1 - target) ** ((i + 1) / rounds)
+                                    for i in range(rounds)})
     if method == "l1":
-        return StepSparsity({int(0.8 * total): target})
+        return common.StepSparsity({int(0.8 * total): target})
     return None
 
 

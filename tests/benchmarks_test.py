@@ -430,3 +430,66 @@ def test_lm_table_names_pending_rows_and_other_hosts():
     assert "**Partial run**: 1 runs not done yet (large 400 ramped 59.8%)" in markdown
     assert "avx2/avx512f: default 200 90% (seed 0)" in markdown
     assert "Partial run" not in lm_bench.table(rows, 1000, args)
+
+
+def test_lm_dense_baseline_matches_the_non_zeros_of_the_headline_sparsity():
+    import lm_bench
+
+    units = lm_bench.matched_units(200, 10000)
+    budget = 0.1 * lm_bench.pruned_size(200, 10000)
+    assert units == 25
+    assert lm_bench.pruned_size(units, 10000) <= budget < lm_bench.pruned_size(units + 1, 10000)
+
+
+def test_lm_pruned_matrices_are_the_lstm_kernels_and_the_output_kernel():
+    import lm_bench
+
+    from tf_gradual_prune import models
+
+    model = models.language_model(50, units=4, steps=3)
+    shapes = sorted(tuple(m.shape) for m in lm_bench.pruned_matrices(model))
+    assert shapes == sorted([(4, 16)] * 4 + [(4, 50)])
+
+
+def lm_run(folder, name, seed, perplexities, **settings):
+    rows = [{"name": row, "method": row.split()[0], "seed": seed, "valid_perplexity": p + 2,
+             "test_perplexity": p, "sparsity": 0.0 if row.startswith("dense") else 0.9,
+             "nonzeros": 100} for row, p in perplexities.items()]
+    run = {"epochs": 4, "units": 200, "large_units": 400, "frequency": 100, "batch_size": 20,
+           "steps": 35, "seed": seed, "quick": False, **settings}
+    with open(os.path.join(folder, name + ".json"), "w") as f:
+        json.dump({"settings": run, "rows": rows}, f)
+
+
+def test_lm_seeds_costs_each_seed_against_its_own_dense_row(tmp_path):
+    import lm_seeds
+
+    lm_run(tmp_path, "a", 0, {"dense 200": 100.0, "default 200 90%": 110.0, "large": 95.0})
+    lm_run(tmp_path, "b", 1, {"dense 200": 120.0, "default 200 90%": 126.0}, large_units=0)
+    runs = lm_seeds.load_runs(["a", "b"], str(tmp_path))
+    summary = {s["name"]: s for s in lm_seeds.summarise(runs)}
+    default = summary["default 200 90%"]
+    assert default["seeds"] == [0, 1]
+    assert default["cost"]["per_seed"] == pytest.approx([0.10, 0.05])
+    assert default["cost"]["mean"] == pytest.approx(0.075)
+    assert default["test_perplexity"]["mean"] == pytest.approx(118.0)
+    assert summary["large"]["seeds"] == [0]
+    markdown = lm_seeds.table(lm_seeds.summarise(runs), runs, ["a", "b"])
+    assert "| default 200 90% | 2 | 120.0 ± 11.3 | 118.0 ± 11.3 | 110.0 / 126.0 | +7.5% ± 3.5% |" \
+        in markdown
+
+
+@pytest.mark.parametrize("second, message", [
+    ({"seed": 0}, "two runs of seed 0"),
+    ({"seed": 1, "epochs": 13}, "other epochs"),
+])
+def test_lm_seeds_refuses_runs_that_do_not_pair(tmp_path, second, message):
+    import lm_seeds
+
+    lm_run(tmp_path, "a", 0, {"dense 200": 100.0})
+    seed = second.pop("seed")
+    lm_run(tmp_path, "b", seed, {"dense 200": 100.0}, **second)
+    with pytest.raises(ValueError, match=message):
+        lm_seeds.load_runs(["a", "b"], str(tmp_path))
+    with pytest.raises(ValueError, match="no results file: 'c'"):
+        lm_seeds.load_runs(["a", "c"], str(tmp_path))
