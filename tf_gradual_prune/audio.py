@@ -466,11 +466,13 @@ class AudioFeatures:
     Args:
         sample_rate: Integer, Hz. Defaults to `8000`.
         num_mel_bins: Integer. Defaults to `40`.
-        frame_ms, step_ms: Window and hop in milliseconds. Defaults to
-            `25` and `10`.
+        frame_ms: Window length in milliseconds. Defaults to `25`.
+        step_ms: Hop between windows in milliseconds. Defaults to `10`.
         top_db: Float. Dynamic range kept by `dbscale`. Defaults to `80`.
-        freq_mask, time_mask: Integers, SpecAugment's largest mask widths
-            (mel bins, frames). Defaults to `8` and `10`.
+        freq_mask: Integer, SpecAugment's largest mask width in mel bins.
+            Defaults to `8`.
+        time_mask: Integer, SpecAugment's largest mask width in frames.
+            Defaults to `10`.
         normalize: Boolean. Standardise each mel bin per utterance.
             Defaults to `True`.
     """

@@ -421,6 +421,8 @@ def _plot(path, histories, recorders, steps_per_epoch):
 
 
 def main(argv=None):
+    """The `tf-gradual-prune` command: parses `argv` (default: the process's
+    arguments) and runs the sub-command (`demo`); returns the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = _parser().parse_args(argv)
     if args.command == "demo":

@@ -283,7 +283,8 @@ def fsdd_recordings(data_dir=None, download=False, cache_dir=None, origin=FSDD_U
         download: Boolean. If `True` and `data_dir` is `None`, fetch the
             public archive with `download_fsdd` (cached) instead of
             reading `$TFGP_DATA_DIR`.
-        cache_dir, origin: See `download_fsdd`.
+        cache_dir: See `download_fsdd`.
+        origin: See `download_fsdd`.
 
     Returns:
         A list of `Recording`s at 8 kHz, sorted by file name.
@@ -374,7 +375,8 @@ def digit_strings(recordings, count, min_digits=1, max_digits=7, gap_ms=(25, 200
     Args:
         recordings: Non-empty list of `Recording`s of one sample rate.
         count: Integer >= 1. Utterances to make.
-        min_digits, max_digits: Integers, 1 <= min_digits <= max_digits.
+        min_digits: Integer >= 1. The fewest digits of a string.
+        max_digits: Integer >= `min_digits`. The most digits of a string.
         gap_ms: Pair `(low, high)` of milliseconds, 0 <= low <= high.
         noise: Float >= 0. Noise deviation (in [-1, 1] full scale).
         seed: Integer.
@@ -454,15 +456,19 @@ def speech_digits(source="synthetic", data_dir=None, split="speaker", test_speak
     Args:
         source: `"synthetic"` (the embedded default, no files needed) or
             `"fsdd"` (the Free Spoken Digit Dataset; see `fsdd_recordings`).
-        data_dir, download: For `"fsdd"`, see `fsdd_recordings`.
+        data_dir: For `"fsdd"`, see `fsdd_recordings`.
+        download: For `"fsdd"`, see `fsdd_recordings`.
         split: `"speaker"`: the training strings use five speakers'
             recordings and the test strings only `test_speaker`'s (default:
             the last speaker); `"official"`: takes 0-4 of every speaker are
             the test recordings, the others the training ones.
         test_speaker: The held-out speaker for `split="speaker"` (see
             `split_recordings`).
-        train_size, test_size: Integers, utterances per split.
-        min_digits, max_digits, seed: See `digit_strings`.
+        train_size: Integer, utterances in the training split.
+        test_size: Integer, utterances in the test split.
+        min_digits: See `digit_strings`.
+        max_digits: See `digit_strings`.
+        seed: See `digit_strings`.
 
     Returns:
         `((train_waves, train_transcripts), (test_waves, test_transcripts))`.
@@ -562,7 +568,8 @@ def ptb(data_dir=None, download=False, cache_dir=None, origin=PTB_URL):
             test}.txt` (or `ptb/` with them); `None` reads `$TFGP_DATA_DIR`.
         download: Boolean. If `True` and `data_dir` is `None`, fetch the
             files with `download_ptb` (cached, MD5-verified) instead.
-        cache_dir, origin: See `download_ptb`.
+        cache_dir: See `download_ptb`.
+        origin: See `download_ptb`.
 
     Returns:
         A `PennTreebank`.

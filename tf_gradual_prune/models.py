@@ -32,10 +32,12 @@ def speech_model(num_features, vocabulary_size, rnn="gru", units=128, layers=2,
         rnn: `"gru"` or `"lstm"`.
         units: Integer, units per direction.
         layers: Integer >= 1, recurrent layers.
-        conv_filters, conv_kernel, conv_stride: The front end. A stride of
-            3 with batch normalisation leaves CTC's all-blank plateau
-            quickly (measured: stride 2 without it stalled). The stride is
-            also the model's `conv_stride`, saved with it.
+        conv_filters: Integer, filters of the Conv1D front end.
+        conv_kernel: Integer, the front end's kernel width in frames.
+        conv_stride: Integer, the front end's stride. A stride of 3 with
+            batch normalisation leaves CTC's all-blank plateau quickly
+            (measured: stride 2 without it stalled). The stride is also the
+            model's `conv_stride`, saved with it.
         regularizer: Optional Keras regularizer (e.g.
             `keras.regularizers.L1(1e-5)`) on the recurrent layers' input and
             recurrent kernels; `CTCModel` adds it to the CTC loss.
@@ -174,7 +176,8 @@ class CTCModel(keras.Model):
     zeros counts as padding when computing the input lengths).
 
     Args:
-        *args, **kwargs: Those of a functional `keras.Model` (`inputs`,
+        *args: Those of a functional `keras.Model` (`inputs`, `outputs`).
+        **kwargs: Those of a functional `keras.Model` (`inputs`,
             `outputs`, `name`).
         conv_stride: Integer >= 1. How many input frames make one output
             frame (the stride of the front end): the valid frames of the
@@ -574,8 +577,10 @@ def language_model(vocabulary_size, units=200, layers=2, dropout=0.0, tie_weight
         dropout: Float in [0, 1).
         tie_weights: Boolean. Share the embedding matrix with the output
             layer: one `TiedEmbedding` layer embeds and gives the logits.
-        batch_size, steps: Integers or `None`. A stateful model needs both
-            (its state is kept per batch row).
+        batch_size: Integer or `None`. A stateful model needs it (its
+            state is kept per batch row).
+        steps: Integer or `None`, the words per sequence. A stateful model
+            needs it.
         stateful: Boolean. Carry the LSTM state from one batch to the next,
             as in the standard setup (see `datasets.lm_batches` and
             `ResetStates`).

@@ -854,9 +854,11 @@ class RampedThresholdSchedule:
 
         Args:
             step: Integer >= 0. The optimizer's iteration count.
-            start_slope, ramp_slope: Floats. A matrix's calibrated slopes
-                (from `calibrate`); required for a calibrated schedule, not
+            start_slope: Float. A matrix's calibrated start slope (from
+                `calibrate`); required for a calibrated schedule, not
                 allowed otherwise.
+            ramp_slope: Float. The matching ramp slope, under the same
+                conditions.
 
         Returns:
             A float: 0 before the first update, the value computed at the

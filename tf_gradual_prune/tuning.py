@@ -495,9 +495,10 @@ class PrunedHyperModel(keras_tuner.HyperModel):
             `"tflite_ms"`: `TFLiteSize("bytes")` or `TFLiteSize("ms")` on
             the model's own input shapes), a `TFLiteSize`, or a function
             `model -> float` (smaller is better). Defaults to `"nonzeros"`.
-        weights, block_size, granularity: Passed to `GradualPruning`
-            (`granularity="units"` searches schedules for whole-unit
-            pruning).
+        weights: Passed to `GradualPruning`.
+        block_size: Passed to `GradualPruning`.
+        granularity: Passed to `GradualPruning` (`"units"` searches
+            schedules for whole-unit pruning).
 
     Example:
 
@@ -637,7 +638,8 @@ class PrunedHyperModel(keras_tuner.HyperModel):
 
         Args:
             tuner: The keras-tuner tuner that searched with this hypermodel.
-            *args, **kwargs: Passed to `fit` as in `tuner.search`.
+            *args: Passed to `fit` as in `tuner.search`.
+            **kwargs: Passed to `fit` as in `tuner.search`.
             top: Integer >= 1. How many of the best trials. Defaults to 3.
             runs: Integer >= 2. Trainings per trial, and for the
                 confirmation. Defaults to 3.
