@@ -476,6 +476,7 @@ class GradualPruning(keras.callbacks.Callback):
     Example:
 
     ```python
+    train_ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
     schedule = tf_gradual_prune.RampedThresholdSchedule.for_training(
         epochs=20, steps_per_epoch=len(train_ds), target_sparsity=0.9)
     pruning = tf_gradual_prune.GradualPruning(schedule)
