@@ -18,14 +18,16 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import keras
+import numpy as np
+from common import save_results
+from tqdm import tqdm
 
-import tf_gradual_prune as tgp  # noqa: E402
-from common import save_results  # noqa: E402
-from tf_gradual_prune import datasets  # noqa: E402
-from tf_gradual_prune import files  # noqa: E402
+import tf_gradual_prune as tgp
+from tf_gradual_prune import (
+    datasets,
+    files,
+)
 
 
 def load_tasks(args):

@@ -35,12 +35,13 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
-import speech_bench  # noqa: E402
+import common
+import speech_bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 METHODS = ("default", "ramped", "agp", "one_shot", "l1", "prune_retrain")
-SAME_RUN = ("data_dir", "task", "validation", "epochs", "units", "small_units", "batch_size", "frequency", "quick")
+SAME_RUN = ("data_dir", "task", "validation", "epochs", "units", "small_units", "batch_size",
+            "frequency", "quick")
 #: Share of each class's training utterances held out for validation (60 of
 #: JapaneseVowels' 270: 7 per speaker).
 VALIDATION_SHARE = 60 / 270
@@ -70,7 +71,9 @@ class Task:
         frames = np.concatenate([s for s, h in zip(x, held) if not h])
         mean, std = frames.mean(axis=0), frames.std(axis=0) + 1e-6
         length = max(len(s) for s in x + xt)
-        scale = (lambda seqs: pad([(s - mean) / std for s in seqs], length))
+        def scale(seqs):
+            return pad([(s - mean) / std for s in seqs], length)
+
         train = [s for s, h in zip(x, held) if not h]
         valid = [s for s, h in zip(x, held) if h]
         self.x, self.y = scale(train), y[~held]
@@ -111,7 +114,9 @@ def run_one(task, units, method, target, seed, args, rounds=3, l1=1e-4, options=
                         callbacks=callbacks, verbose=0)
     seconds = time.perf_counter() - start
     table = tgp.sparsity_table(model, weights="recurrent")
-    accuracy = (lambda x, y: float(np.mean(np.argmax(model.predict(x, verbose=0), -1) == y)))
+    def accuracy(x, y):
+        return float(np.mean(np.argmax(model.predict(x, verbose=0), -1) == y))
+
     return {
         "units": units, "seed": seed, "method": method, "target": target,
         "valid_accuracy": accuracy(task.x_valid, task.y_valid),
@@ -149,7 +154,9 @@ def table(rows, args, pending):
     for name, group in groups.items():
         valid = np.array([1 - r["valid_accuracy"] for r in group])
         test = np.array([1 - r["test_accuracy"] for r in group])
-        std = (lambda v: v.std(ddof=1) if len(v) > 1 else 0.0)
+        def std(v):
+            return v.std(ddof=1) if len(v) > 1 else 0.0
+
         versus = ("" if dense_error is None or group[0]["method"] == "dense"
                   else f"{test.mean() - dense_error:+.4f}")
         lines.append(

@@ -39,8 +39,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
-import speech_bench  # noqa: E402
+import common
+import speech_bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PRUNING = [m for m in speech_bench.METHODS if m != "dense"]
@@ -148,7 +148,8 @@ def table(rows, args, source, pending):
         per_seed = " / ".join(f"{r['cer']:.3f}" for r in sorted(
             (r for r in rows if r["name"] == s["name"]), key=lambda r: r["seed"]))
         lines.append(f"| {s['name']} | {s['n']} | {s['mean']:.4f} ± {s['std']:.4f} | "
-                     f"{per_seed} | {s['wer']:.4f} | {s['sparsity']:.3f} | {s['nonzeros']:,} | {s['steps']} "
+                     f"{per_seed} | {s['wer']:.4f} | {s['sparsity']:.3f} | {s['nonzeros']:,} | "
+                     f"{s['steps']} "
                      f"| {s['seconds']:.0f} | {versus} |")
     ours = next((s for s in summary if s["name"] == f"agp {args.headline:.0%}"), None)
     theirs = next((s for s in summary if s["name"] == f"tfmot_agp {args.headline:.0%}"), None)

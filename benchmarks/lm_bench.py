@@ -46,7 +46,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+import common
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PRUNED = ("recurrent", "dense")

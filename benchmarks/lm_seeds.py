@@ -20,8 +20,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
-import lm_bench  # noqa: E402
+import common
+import lm_bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 #: The settings that may differ between the runs of one table.

@@ -21,7 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from tf_gradual_prune import files  # noqa: E402
+from tf_gradual_prune import files
 
 SECTIONS = [
     ("trajectory", "Diagnosis: what each mask update cuts, and what the loss does "

@@ -29,9 +29,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
-import compare  # noqa: E402
-import speech_bench  # noqa: E402
+import common
+import compare
+import speech_bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -59,7 +59,8 @@ def verdict(row, tolerance, loss_tolerance):
     if row["difference"] == 0 and saved_loss in (None, row["loss"]):
         return "identical"
     if abs(row["difference"]) <= tolerance and (
-            saved_loss is None or abs(row["loss"] - saved_loss) <= loss_tolerance * abs(saved_loss)):
+            saved_loss is None
+            or abs(row["loss"] - saved_loss) <= loss_tolerance * abs(saved_loss)):
         return "within tolerance"
     return "no"
 

@@ -29,8 +29,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
-import speech_bench  # noqa: E402
+import common
+import speech_bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 #: The paper's setting: begin, ramp and end as fractions of the budget

@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+import common
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -56,9 +56,7 @@ class SpeechTask:
 
     def __init__(self, data_dir, train_size, test_size, max_digits, batch_size, data_seed=0,
                  split="test", held_out=None):
-        from tf_gradual_prune import audio
-        from tf_gradual_prune import datasets
-        from tf_gradual_prune import models
+        from tf_gradual_prune import audio, datasets, models
 
         if split not in SPLITS:
             raise ValueError(f"`split` must be one of {SPLITS}. Received: split={split!r}")
@@ -346,7 +344,8 @@ def train_rows(todo, earlier, train, publish):
     `todo` lists `(name, seed, config)` in run order. A row in `earlier`
     (`{row_key: row}`, from `common.finished_rows` for `--resume`) is reused,
     not trained. `train(config, seed)` returns a new row (its `name` and
-    the `cpu_features` of the machine that trained it are set here). After each row, `publish(rows, pending)` gets the rows so far
+    the `cpu_features` of the machine that trained it are set here). After
+    each row, `publish(rows, pending)` gets the rows so far
     (with the `earlier` rows not reached yet) and the `todo` items still to
     train.
     """

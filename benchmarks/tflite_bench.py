@@ -28,14 +28,14 @@ import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
+from common import save_results
+from tqdm import tqdm
 
-import tf_gradual_prune as tgp  # noqa: E402
-from common import save_results  # noqa: E402
-from tf_gradual_prune import files  # noqa: E402
+import tf_gradual_prune as tgp
+from tf_gradual_prune import files
 
 TIMESTEPS, FEATURES = 50, 64
 
@@ -202,7 +202,8 @@ def goal(args):
         "setting (XNNPACK or builtin kernels, 1 or 4 threads; sparse int8 builtin only: "
         "XNNPACK rejects or miscomputes it). Speed-up: the dense float32 model's fastest "
         "setting at that thread count over the pruned model's fastest (named); then the "
-        "same against the dense model with the same weights (float32 or dynamic int8). 'units': `GradualPruning(granularity=\"units\")`, the dead units removed "
+        "same against the dense model with the same weights (float32 or dynamic int8). "
+        "'units': `GradualPruning(granularity=\"units\")`, the dead units removed "
         "at export (a smaller dense layer; kept units listed). 'blocks of 4': "
         f"`block_size=4`, stored block-sparse. This host has {os.cpu_count()} cores: "
         "4 threads oversubscribe it.\n\n" + table,
@@ -254,7 +255,8 @@ def main(argv=None):
     for kind, units, sparsity, block, quant in tqdm(cases, desc="export + measure"):
         key = (kind, units, quant)
         if key not in dense_cache:
-            dense_cache[key] = export(build(kind, units), folder, f"dense_{kind}{units}_{quant}", quant)
+            dense_cache[key] = export(build(kind, units), folder,
+                                      f"dense_{kind}{units}_{quant}", quant)
         dense_path, dense_report, dense_weight_bytes, float_bytes = dense_cache[key]
         model = build(kind, units)
         reached = prune(model, sparsity, block)

@@ -61,7 +61,8 @@ def measure_ours(kind, units, seq, rounds, steps, frequency):
     def build():
         layer = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[kind]
         keras.utils.set_random_seed(0)
-        model = keras.Sequential([keras.Input((seq, FEATURES)), layer(units), keras.layers.Dense(10)])
+        model = keras.Sequential([keras.Input((seq, FEATURES)), layer(units),
+                                  keras.layers.Dense(10)])
         model.compile(keras.optimizers.Adam(1e-3),
                       keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         return model
@@ -118,7 +119,8 @@ def measure_tfmot(kind, units, seq, rounds, steps, frequency):
             )
             layer = tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
         tf_keras.utils.set_random_seed(0)
-        model = tf_keras.Sequential([tf_keras.Input((seq, FEATURES)), layer, tf_keras.layers.Dense(10)])
+        model = tf_keras.Sequential([tf_keras.Input((seq, FEATURES)), layer,
+                                     tf_keras.layers.Dense(10)])
         model.compile(tf_keras.optimizers.Adam(1e-3),
                       tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         return model

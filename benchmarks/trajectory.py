@@ -24,7 +24,8 @@ speaker (any but the test split's). Rows are saved as they finish;
 `--resume` reuses them.
 
 Writes benchmarks/results/trajectory.{json,md,png} (`--name` for another
-stem, e.g. `trajectory_95` for `--targets 0.95`; `*_quick.*` with --quick): per variant and seed the final validation CER, the largest
+stem, e.g. `trajectory_95` for `--targets 0.95`; `*_quick.*` with --quick):
+per variant and seed the final validation CER, the largest
 share of a matrix cut in one update, the share of the final sparsity added
 in the last four updates, the worst loss jump after an update, and the
 steps left for recovery after the last cut; the plot shows sparsity and loss
@@ -38,8 +39,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
-import speech_bench  # noqa: E402
+import common
+import speech_bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LATE = (0.2, 0.4, 0.7)
@@ -133,7 +134,8 @@ def diagnose(row):
 def table(rows, args, pending):
     lines = [
         f"Validation split (FSDD; the benchmarks' test speaker left out, four speakers "
-        f"train, {'the fifth' if args.held_out is None else repr(args.held_out)} scores), 2 x BiGRU({args.units}) CTC, {args.epochs}-epoch "
+        f"train, {'the fifth' if args.held_out is None else repr(args.held_out)} scores), "
+        f"2 x BiGRU({args.units}) CTC, {args.epochs}-epoch "
         f"budget, Adam 1e-3; seeds {sorted({r['seed'] for r in rows})}. Per variant and "
         f"seed: validation CER at "
         f"the end, the largest share of one matrix cut in one mask update, the largest "
@@ -150,7 +152,9 @@ def table(rows, args, pending):
     for row in rows:
         d = diagnose(row) or {}
         target = "" if row["target"] is None else f"{row['target']:.0%}"
-        fmt = (lambda key, spec: "" if d.get(key) is None else format(d[key], spec))
+        def fmt(key, spec, d=d):
+            return "" if d.get(key) is None else format(d[key], spec)
+
         lines.append(
             f"| {target} | {row['name']} | {row['seed']} | {row['cer']:.4f} | "
             f"{row['sparsity']:.3f} | {fmt('updates', 'd')} | {fmt('largest_cut', '.3f')} | "

@@ -33,13 +33,13 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import classify_bench  # noqa: E402
-import common  # noqa: E402
-import speech_bench  # noqa: E402
-import tuning_search  # noqa: E402
+import classify_bench
+import common
+import speech_bench
+import tuning_search
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIZES = ("tflite_bytes", "tflite_ms", "nonzeros")
@@ -122,7 +122,8 @@ def run_search(task, args, prefix):
             "size": float(_measure(args.size)(model))})
     trainings = (args.trials + len(reevaluated) * args.runs + args.runs
                  + len(args.retrain_seeds))
-    return {"trainings": trainings, "trials": trials, "best": best, "winner": hp.values, "schedule": repr(schedule),
+    return {"trainings": trainings, "trials": trials, "best": best, "winner": hp.values,
+            "schedule": repr(schedule),
             "reevaluated": [{k: r[k] for k in ("trial", "values", "size", "mean_score")}
                             for r in reevaluated],
             "retrained": retrained, "search_seconds": search_seconds,

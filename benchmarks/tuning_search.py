@@ -40,12 +40,12 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import classify_bench  # noqa: E402
-import common  # noqa: E402
-import speech_bench  # noqa: E402
+import classify_bench
+import common
+import speech_bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TUNERS = ("random", "hyperband")

@@ -7,8 +7,7 @@ import os
 
 import numpy as np
 
-from tf_gradual_prune import RampedThresholdSchedule
-from tf_gradual_prune import files
+from tf_gradual_prune import RampedThresholdSchedule, files
 
 
 def main():

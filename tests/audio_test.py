@@ -11,7 +11,7 @@ import tensorflow as tf
 
 pytest.importorskip("tensorflow_io")
 soundfile = pytest.importorskip("soundfile")
-from tf_gradual_prune import audio  # noqa: E402
+from tf_gradual_prune import audio
 
 TF_VERSION = tuple(int(part) for part in tf.__version__.split(".")[:2])
 # Read before any test calls `set_backend`.

@@ -6,14 +6,13 @@ import os
 import sys
 
 import pytest
-
 from conftest import REPO
 
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-import compare  # noqa: E402
-import rerun  # noqa: E402
-import sensitivity  # noqa: E402
-import speech_bench  # noqa: E402
+import compare
+import rerun
+import sensitivity
+import speech_bench
 
 # A comparison small enough to train in seconds, on the embedded synthetic digits.
 SETTINGS = {"data_dir": None, "seeds": [0], "targets": [0.5], "headline": 0.5,

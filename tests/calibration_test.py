@@ -4,10 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from tf_gradual_prune import GradualPruning
-from tf_gradual_prune import RampedThresholdSchedule
-from tf_gradual_prune import datasets
-from tf_gradual_prune import sparsity_table
+from tf_gradual_prune import GradualPruning, RampedThresholdSchedule, datasets, sparsity_table
 
 
 @pytest.fixture(scope="module")

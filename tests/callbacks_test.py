@@ -8,15 +8,16 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import compile_model, sequence_data
 
-from conftest import compile_model
-from conftest import sequence_data
-from tf_gradual_prune import GradualPruning
-from tf_gradual_prune import compat
-from tf_gradual_prune import RampedThresholdSchedule
-from tf_gradual_prune import find_prunable_weights
-from tf_gradual_prune import schedules
-from tf_gradual_prune import sparsity_table
+from tf_gradual_prune import (
+    GradualPruning,
+    RampedThresholdSchedule,
+    compat,
+    find_prunable_weights,
+    schedules,
+    sparsity_table,
+)
 from tf_gradual_prune.schedules import MaskUpdate
 
 L = keras.layers

@@ -45,5 +45,6 @@ def test_tensorflow_only_parts_name_the_backend(monkeypatch):
     if keras.backend.backend() == "tensorflow":
         compat.require_tensorflow_backend("`export_tflite`")  # nothing to say
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
-    with pytest.raises(RuntimeError, match=r"`export_tflite` .* on 'jax' .*KERAS_BACKEND=tensorflow"):
+    with pytest.raises(RuntimeError,
+                       match=r"`export_tflite` .* on 'jax' .*KERAS_BACKEND=tensorflow"):
         compat.require_tensorflow_backend("`export_tflite`")

@@ -13,7 +13,6 @@ import re
 
 import numpy as np
 import pytest
-
 from conftest import REPO
 
 PACKAGE = os.path.join(REPO, "tf_gradual_prune")

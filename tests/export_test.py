@@ -6,15 +6,16 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import compile_model, sequence_data
 
-from conftest import compile_model
-from conftest import sequence_data
-from tf_gradual_prune import GradualPruning
-from tf_gradual_prune import LiteRTRunner
-from tf_gradual_prune import RampedThresholdSchedule
-from tf_gradual_prune import export_tflite
-from tf_gradual_prune import find_prunable_weights
-from tf_gradual_prune import tflite_tensors
+from tf_gradual_prune import (
+    GradualPruning,
+    LiteRTRunner,
+    RampedThresholdSchedule,
+    export_tflite,
+    find_prunable_weights,
+    tflite_tensors,
+)
 
 L = keras.layers
 X, Y = sequence_data(n=64, steps=6, features=8)
@@ -194,8 +195,10 @@ def test_model_never_pruned_warns_and_still_exports(tmp_path):
         (dict(quantization="int4"), ValueError, "quantization='int4'"),
         (dict(quantization="int8", representative_data=np.zeros((4, 5, 8))), ValueError,
          r"shape \(n, 6, 8\). Received shape \(4, 5, 8\)"),
-        (dict(representative_data=np.zeros((4, 6, 8))), ValueError, "only used with quantization='int8'"),
-        (dict(sample_inputs=np.zeros((4, 6))), ValueError, r"sample_inputs.*Received shape \(4, 6\)"),
+        (dict(representative_data=np.zeros((4, 6, 8))), ValueError,
+         "only used with quantization='int8'"),
+        (dict(sample_inputs=np.zeros((4, 6))), ValueError,
+         r"sample_inputs.*Received shape \(4, 6\)"),
         (dict(tolerance=-1), ValueError, "tolerance=-1"),
         (dict(metadata=[1]), TypeError, r"metadata=\[1\]"),
         (dict(encoding="fast"), ValueError, r"`encoding` must be one of .*encoding='fast'"),
@@ -300,9 +303,11 @@ def test_streaming_export_runs_chunk_by_chunk_like_the_offline_model(streaming_s
                                    atol=1e-4)
     # A length that is not whole chunks is padded with zero frames at the end.
     assert runner.run_stream(x[0, :10]).shape == (1, 6, 5)
-    with pytest.raises(ValueError, match=r"chunk has shape \(9, 6\).*Received an array of shape \(8, 6\)"):
+    with pytest.raises(ValueError,
+                       match=r"chunk has shape \(9, 6\).*Received an array of shape \(8, 6\)"):
         runner.push(x[0, :8])
-    with pytest.raises(ValueError, match=r"`frames` must have shape \(n, 6\).*Received shape \(18,\)"):
+    with pytest.raises(ValueError,
+                       match=r"`frames` must have shape \(n, 6\).*Received shape \(18,\)"):
         runner.run_stream(x[0, :, 0])
     assert "3 state tensor(s) carried" in str(report)
 

@@ -2,8 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from tf_gradual_prune import find_prunable_weights
-from tf_gradual_prune import sparsity_table
+from tf_gradual_prune import find_prunable_weights, sparsity_table
 
 L = keras.layers
 

@@ -6,13 +6,15 @@ import sys
 import keras
 import numpy as np
 import pytest
-
 from conftest import REPO
-from tf_gradual_prune import GradualPruning
-from tf_gradual_prune import RampedThresholdSchedule
-from tf_gradual_prune import find_prunable_weights
-from tf_gradual_prune import models
-from tf_gradual_prune import sparsity_table
+
+from tf_gradual_prune import (
+    GradualPruning,
+    RampedThresholdSchedule,
+    find_prunable_weights,
+    models,
+    sparsity_table,
+)
 
 
 def test_greedy_decode_merges_repeats_and_drops_blanks():
@@ -151,8 +153,7 @@ def test_exported_recogniser_ignores_the_padding_to_its_fixed_length(tmp_path):
     # The .tflite file has one input length (60 frames): a 40-frame
     # utterance padded to it gives, on its valid frames, the logits Keras
     # gives the utterance alone.
-    from tf_gradual_prune import LiteRTRunner
-    from tf_gradual_prune import export_tflite
+    from tf_gradual_prune import LiteRTRunner, export_tflite
 
     keras.utils.set_random_seed(2)
     model = models.speech_model(8, 4, units=8, layers=1, conv_filters=8)
@@ -374,7 +375,8 @@ def test_language_model_tied_weights_and_errors():
 
 def test_reset_states_starts_every_epoch_from_zeros():
     model = models.language_model(10, units=4, stateful=True, batch_size=2, steps=3)
-    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(optimizer="sgd",
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x = np.ones((2, 3), "int32")
     first = model.predict(x, batch_size=2, verbose=0)
     second = model.predict(x, batch_size=2, verbose=0)

@@ -7,7 +7,7 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-from conftest import REPO  # noqa: E402
+from conftest import REPO
 
 NOTEBOOKS = sorted(
     name for name in os.listdir(os.path.join(REPO, "notebooks")) if name.endswith(".ipynb")

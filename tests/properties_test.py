@@ -5,12 +5,10 @@ import pytest
 import tensorflow as tf
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given  # noqa: E402
-from hypothesis import settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tf_gradual_prune import RampedThresholdSchedule  # noqa: E402
-from tf_gradual_prune import masking  # noqa: E402
+from tf_gradual_prune import RampedThresholdSchedule, masking
 
 
 @st.composite

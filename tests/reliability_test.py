@@ -10,14 +10,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import REPO, compile_model, sequence_data
 
-from conftest import REPO
-from conftest import compile_model
-from conftest import sequence_data
-from tf_gradual_prune import GradualPruning
-from tf_gradual_prune import RampedThresholdSchedule
-from tf_gradual_prune import find_prunable_weights
-from tf_gradual_prune import sparsity_table
+from tf_gradual_prune import (
+    GradualPruning,
+    RampedThresholdSchedule,
+    find_prunable_weights,
+    sparsity_table,
+)
 
 L = keras.layers
 X, Y = sequence_data()
@@ -319,7 +319,7 @@ def test_multi_worker_mirrored_two_processes_on_localhost():
     try:
         for proc in procs:
             out, err = proc.communicate(timeout=600)
-            lines = [l for l in out.splitlines() if l.startswith("RESULT")]
+            lines = [line for line in out.splitlines() if line.startswith("RESULT")]
             assert lines, err[-4000:]
             results.append(json.loads(lines[0][len("RESULT"):]))
     finally:

@@ -400,7 +400,7 @@ def test_geometric_removes_the_same_share_of_survivors_per_update():
 
 # --- The pruning-rule protocol (init / update / MaskUpdate) ---------------------
 
-from tf_gradual_prune import schedules  # noqa: E402
+from tf_gradual_prune import schedules
 
 
 def calibrated(calibration):

@@ -3,15 +3,16 @@ import re
 import keras
 import numpy as np
 import pytest
-
 from conftest import sequence_data
-from tf_gradual_prune import GradualPruning
-from tf_gradual_prune import RampedThresholdSchedule
-from tf_gradual_prune import export_tflite
-from tf_gradual_prune import LiteRTRunner
-from tf_gradual_prune import models
-from tf_gradual_prune.shrinking import dead_units
-from tf_gradual_prune.shrinking import shrink_units
+
+from tf_gradual_prune import (
+    GradualPruning,
+    LiteRTRunner,
+    RampedThresholdSchedule,
+    export_tflite,
+    models,
+)
+from tf_gradual_prune.shrinking import dead_units, shrink_units
 
 L = keras.layers
 X, Y = sequence_data(n=64, steps=6, features=8)

@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 
 pytest.importorskip("tensorflow_io")
-import tf_gradual_prune as tgp  # noqa: E402
-from tf_gradual_prune import audio  # noqa: E402
-from tf_gradual_prune import datasets  # noqa: E402
-from tf_gradual_prune import models  # noqa: E402
+import tf_gradual_prune as tgp
+from tf_gradual_prune import (
+    audio,
+    datasets,
+    models,
+)
 
 
 def write_manifest(folder, waves, texts, name):

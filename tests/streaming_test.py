@@ -2,10 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from tf_gradual_prune import GradualPruning
-from tf_gradual_prune import RampedThresholdSchedule
-from tf_gradual_prune import models
-from tf_gradual_prune import streaming_model
+from tf_gradual_prune import GradualPruning, RampedThresholdSchedule, models, streaming_model
 from tf_gradual_prune.streaming import zero_states
 
 L = keras.layers

@@ -5,10 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from tf_gradual_prune import export_tflite
-from tf_gradual_prune import find_prunable_weights
-from tf_gradual_prune import masking
-from tf_gradual_prune import tflite_tensors
+from tf_gradual_prune import export_tflite, find_prunable_weights, masking, tflite_tensors
 
 
 def prune_by_hand(model, block, sparsity):

@@ -9,11 +9,9 @@ import pytest
 
 keras_tuner = pytest.importorskip("keras_tuner")
 
-from conftest import sequence_data  # noqa: E402
-from tf_gradual_prune import GradualPruning  # noqa: E402
-from tf_gradual_prune import RampedThresholdSchedule  # noqa: E402
-from tf_gradual_prune import sparsity_table  # noqa: E402
-from tf_gradual_prune import tuning  # noqa: E402
+from conftest import sequence_data
+
+from tf_gradual_prune import GradualPruning, RampedThresholdSchedule, sparsity_table, tuning
 
 X, Y = sequence_data(n=96)
 XV, YV = sequence_data(n=48, seed=1)
@@ -365,7 +363,8 @@ def test_space_and_hypermodel_bad_arguments():
         tuning.PrunedHyperModel(build_model, scoring="smallest")
     with pytest.raises(ValueError, match="metric_floor=0.5"):
         tuning.PrunedHyperModel(build_model, metric_floor=0.5)
-    with pytest.raises(TypeError, match=r"size='bytes'.*'tflite_bytes'|'tflite_bytes'.*size='bytes'"):
+    with pytest.raises(TypeError,
+                       match=r"size='bytes'.*'tflite_bytes'|'tflite_bytes'.*size='bytes'"):
         tuning.PrunedHyperModel(build_model, size="bytes")
     hypermodel = tuning.PrunedHyperModel(build_model)
     hypermodel.total_steps = 10  # as after a search

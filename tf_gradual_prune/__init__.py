@@ -5,24 +5,23 @@ The rule of Narang et al., "Exploring Sparsity in Recurrent Neural Networks"
 that only grow, every weight below the threshold zeroed.
 """
 
-from tf_gradual_prune.callbacks import GradualPruning
-from tf_gradual_prune.export import ExportReport
-from tf_gradual_prune.export import export_tflite
-from tf_gradual_prune.masking import KINDS
-from tf_gradual_prune.masking import PrunableWeight
-from tf_gradual_prune.masking import SparsityTable
-from tf_gradual_prune.masking import find_prunable_weights
-from tf_gradual_prune.masking import sparsity_table
 # Imported for its side effect too: it registers the package's Keras objects
 # (CTCModel, TiedEmbedding, Perplexity), so `keras.saving.load_model` finds
 # them after `import tf_gradual_prune`.
 from tf_gradual_prune import models
-from tf_gradual_prune.runtime import LiteRTRunner
-from tf_gradual_prune.runtime import StreamingRunner
+from tf_gradual_prune.callbacks import GradualPruning
+from tf_gradual_prune.export import ExportReport, export_tflite
+from tf_gradual_prune.masking import (
+    KINDS,
+    PrunableWeight,
+    SparsityTable,
+    find_prunable_weights,
+    sparsity_table,
+)
+from tf_gradual_prune.runtime import LiteRTRunner, StreamingRunner
 from tf_gradual_prune.schedules import RampedThresholdSchedule
 from tf_gradual_prune.streaming import streaming_model
-
-__version__ = "0.2.0"
+from tf_gradual_prune.version import __version__
 
 __all__ = [
     "ExportReport",

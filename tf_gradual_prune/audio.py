@@ -491,7 +491,8 @@ class AudioFeatures:
         self.frame_ms, self.step_ms = int(frame_ms), int(step_ms)
         self.top_db, self.freq_mask, self.time_mask = float(top_db), int(freq_mask), int(time_mask)
         if not isinstance(normalize, bool):
-            raise ValueError(f"`normalize` must be True or False. Received: normalize={normalize!r}")
+            raise ValueError(
+                f"`normalize` must be True or False. Received: normalize={normalize!r}")
         self.normalize = normalize
         self._log_mel = None
         self._resampled = set()  # source rates already announced

@@ -9,8 +9,7 @@ import warnings
 import keras
 import numpy as np
 
-from tf_gradual_prune import files
-from tf_gradual_prune import masking
+from tf_gradual_prune import files, masking
 from tf_gradual_prune.schedules import SparsitySchedule
 
 #: What one mask entry stands for: a weight (or a block of them, see

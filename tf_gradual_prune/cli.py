@@ -124,8 +124,7 @@ class _Recorder:
 
 
 def _data(args):
-    from tf_gradual_prune import audio
-    from tf_gradual_prune import datasets
+    from tf_gradual_prune import audio, datasets
 
     print(f"== data: {args.data} digit strings (held-out speaker)")
     (waves, texts), (test_waves, test_texts) = datasets.speech_digits(
@@ -145,8 +144,7 @@ def run_demo(args):
     import numpy as np
 
     import tf_gradual_prune as tgp
-    from tf_gradual_prune import audio
-    from tf_gradual_prune import models
+    from tf_gradual_prune import audio, models
 
     if args.quick:
         for name, value in QUICK.items():

@@ -35,13 +35,9 @@ import warnings
 import keras
 import numpy as np
 
-from tf_gradual_prune import compat
-from tf_gradual_prune import files
-from tf_gradual_prune import masking
-from tf_gradual_prune import runtime
-from tf_gradual_prune import shrinking
+from tf_gradual_prune import compat, files, masking, runtime, shrinking, tflite_tensors
 from tf_gradual_prune import streaming as streaming_module
-from tf_gradual_prune import tflite_tensors
+from tf_gradual_prune.version import __version__
 
 #: Export modes: float32, dynamic-range int8 weights, full-integer int8.
 QUANTIZATIONS = ("float32", "dynamic_int8", "int8")
@@ -596,7 +592,8 @@ def export_tflite(
         )
     if tolerance is None:
         tolerance = DEFAULT_TOLERANCE[quantization]
-    elif isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not tolerance > 0:
+    elif (isinstance(tolerance, bool) or not isinstance(tolerance, (int, float))
+          or not tolerance > 0):
         raise ValueError(f"`tolerance` must be a number > 0. Received: tolerance={tolerance!r}")
     if metadata is not None and not isinstance(metadata, dict):
         raise TypeError(f"`metadata` must be a dict. Received: metadata={metadata!r}")
@@ -735,7 +732,6 @@ def export_tflite(
         stream = _verify_stream(data, delegate, offline, utterances, tolerance)
 
     sidecar_path = path[: -len(".tflite")] + ".json"
-    from tf_gradual_prune import __version__
 
     runner = runtime.LiteRTRunner(data, delegate=delegate)
     described = [

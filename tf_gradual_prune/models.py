@@ -435,7 +435,8 @@ class ErrorRates(keras.callbacks.Callback):
                 f"`dataset` must be a tf.data.Dataset. Received: dataset={type(dataset).__name__}"
             )
         if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1:
-            raise ValueError(f"`frequency` must be an integer >= 1. Received: frequency={frequency!r}")
+            raise ValueError(
+                f"`frequency` must be an integer >= 1. Received: frequency={frequency!r}")
         self.dataset, self.alphabet = dataset, alphabet
         self.prefix, self.frequency = prefix, frequency
 

@@ -577,8 +577,9 @@ class RampedThresholdSchedule:
         least 1, if the run is too short for 20 updates at that spacing),
         and the slopes calibrated once at `begin_step` from
         each matrix's `target_sparsity`-quantile (`calibration="begin"`, the
-        paper's heuristic; `allocation="uniform"`). The threshold then follows the paper's Algorithm 1
-        exactly (tests/schedules_test.py checks it against the closed form).
+        paper's heuristic; `allocation="uniform"`). The threshold then
+        follows the paper's Algorithm 1 exactly (tests/schedules_test.py
+        checks it against the closed form).
 
         Args:
             epochs: Integer >= 4 (the second epoch must begin before 25%).

@@ -89,7 +89,8 @@ def layer_chain(model):
                 f"Layer {operation.name!r} is called with tensors as {unknown}: only a "
                 "chain of layers can stream or shrink."
             )
-        chain.append((operation, {k: v for k, v in kwargs.items() if k not in ("mask", "training")}))
+        chain.append((operation, {k: v for k, v in kwargs.items()
+                                  if k not in ("mask", "training")}))
         tensor = args[0]
     return chain[::-1]
 

@@ -161,7 +161,8 @@ def read_tensors(model, min_rank=2):
                 order = list(sparsity.traversalOrder)
                 block = [1] * len(shape)
                 for i, dim in enumerate(block_map):
-                    block[int(dim)] = int(sparsity.dimMetadata[order.index(len(shape) + i)].denseSize)
+                    block[int(dim)] = int(
+                        sparsity.dimMetadata[order.index(len(shape) + i)].denseSize)
                 fmt = "sparse"
             else:
                 values = raw.reshape(shape)
@@ -176,7 +177,8 @@ def read_tensors(model, min_rank=2):
             found.append(
                 StoredTensor(
                     subgraph=index,
-                    name=tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name),
+                    name=(tensor.name.decode() if isinstance(tensor.name, bytes)
+                          else str(tensor.name)),
                     shape=shape,
                     dtype=np.dtype(dtype),
                     format=fmt,

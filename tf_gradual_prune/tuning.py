@@ -54,13 +54,14 @@ if keras.backend.backend() == "tensorflow" and importlib.util.find_spec("tensorb
     )
 
 from tf_gradual_prune import files
-from tf_gradual_prune.callbacks import GRANULARITIES
-from tf_gradual_prune.callbacks import GradualPruning
+from tf_gradual_prune.callbacks import GRANULARITIES, GradualPruning
 from tf_gradual_prune.masking import to_numpy
-from tf_gradual_prune.schedules import DEFAULT_UPDATES
-from tf_gradual_prune.schedules import RampedThresholdSchedule
-from tf_gradual_prune.schedules import _check_int
-from tf_gradual_prune.schedules import update_frequency
+from tf_gradual_prune.schedules import (
+    DEFAULT_UPDATES,
+    RampedThresholdSchedule,
+    _check_int,
+    update_frequency,
+)
 
 #: The objective `PrunedHyperModel` adds to the logs.
 OBJECTIVE = keras_tuner.Objective("pruning_score", direction="max")
@@ -861,8 +862,8 @@ def sensitivity_plot(trials, path, metric="val_accuracy"):
                   and isinstance(v, (int, float)) and not isinstance(v, bool)]
     names.append("sparsity")
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)
-    met = np.array([r["pruning_score"] is not None and r["pruning_score"] > -MISSED_TARGET_OFFSET / 2
-                    for r in rows])
+    met = np.array([r["pruning_score"] is not None
+                    and r["pruning_score"] > -MISSED_TARGET_OFFSET / 2 for r in rows])
     y = np.array([r[metric] for r in rows], dtype=float)
     for ax, name in zip(axes[0], names):
         x = np.array([r.get(name, np.nan) for r in rows], dtype=float)
