@@ -56,7 +56,7 @@ class SpeechTask:
 
     def __init__(self, data_dir, train_size, test_size, max_digits, batch_size, data_seed=0,
                  split="test", held_out=None):
-        from tf_gradual_prune import audio, datasets, models
+        from tf_gradual_prune import datasets, speech
 
         if split not in SPLITS:
             raise ValueError(f"`split` must be one of {SPLITS}. Received: split={split!r}")
@@ -85,22 +85,18 @@ class SpeechTask:
             waves, texts = datasets.digit_strings(train, train_size, seed=data_seed, **options)
             test_waves, test_texts = datasets.digit_strings(scored, test_size,
                                                             seed=data_seed + 1, **options)
-        self.split, self.held_out = split, held_out
-        features = audio.AudioFeatures()
-        self.source = source
-        self.alphabet = models.Alphabet("0123456789 ")
-        self.x, self.x_test = features.extract(waves), features.extract(test_waves)
-        self.y = [self.alphabet.encode(t) for t in texts]
-        self.y_test = [self.alphabet.encode(t) for t in test_texts]
-        self.batch_size = batch_size
-        self.test = audio.feature_dataset(self.x_test, self.y_test, batch_size=batch_size)
+        self.split, self.held_out, self.source = split, held_out, source
+        # The library's speech recipe: features, labels, batches.
+        self.strings = speech.DigitStrings((waves, texts), (test_waves, test_texts),
+                                           batch_size=batch_size)
+        self.alphabet, self.batch_size, self.test = (
+            self.strings.alphabet, batch_size, self.strings.test)
+        self.x, self.x_test, self.y, self.y_test = (
+            self.strings.x, self.strings.x_test, self.strings.y, self.strings.y_test)
 
     def train_dataset(self, seed):
-        from tf_gradual_prune import audio
-
-        data = audio.feature_dataset(self.x, self.y, batch_size=self.batch_size,
-                                     shuffle_seed=seed)
-        return data, sum(1 for _ in data)
+        """`(dataset, steps)`: `speech.DigitStrings.train_dataset`."""
+        return self.strings.train_dataset(seed)
 
 
 #: The pruning methods `run_one` knows.

@@ -12,11 +12,7 @@ import pytest
 
 pytest.importorskip("tensorflow_io")
 import tf_gradual_prune as tgp
-from tf_gradual_prune import (
-    audio,
-    datasets,
-    models,
-)
+from tf_gradual_prune import audio, datasets, models, speech
 
 
 def write_manifest(folder, waves, texts, name):
@@ -84,22 +80,33 @@ def test_pruned_recogniser_transcribes_a_held_out_fsdd_speaker(data_dir):
     """Real speech: strings from five FSDD speakers for training, the sixth
     speaker's for testing; a 80%-sparse BiGRU(64) recogniser must transcribe
     the unseen voice far better than chance (CER 1.0)."""
-    (waves, texts), (test_waves, test_texts) = datasets.speech_digits(
-        "fsdd", data_dir, train_size=1200, test_size=200, max_digits=5)
-    features = audio.AudioFeatures()
-    alphabet = models.Alphabet("0123456789 ")
-    train = audio.feature_dataset(features.extract(waves, verbose=False),
-                                  [alphabet.encode(t) for t in texts], shuffle_seed=0)
-    test = audio.feature_dataset(features.extract(test_waves, verbose=False),
-                                 [alphabet.encode(t) for t in test_texts])
-    steps = sum(1 for _ in train)
+    task = speech.DigitStrings.load("fsdd", data_dir, train_size=1200, test_size=200,
+                                    max_digits=5, verbose=False)
+    train, steps = task.train_dataset(seed=0)
     keras.utils.set_random_seed(0)
-    model = models.speech_model(40, len(alphabet), units=64)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model = task.recogniser(units=64)
     schedule = tgp.RampedThresholdSchedule.for_training(12, steps, target_sparsity=0.8,
                                                         frequency=10)
     model.fit(train.repeat(), epochs=12, steps_per_epoch=steps, shuffle=False, verbose=0,
               callbacks=[tgp.GradualPruning(schedule)])
     assert tgp.sparsity_table(model, weights="recurrent").sparsity == pytest.approx(0.8, abs=0.01)
-    rates = models.error_rates(model, test, alphabet)
+    rates = models.error_rates(model, task.test, task.alphabet)
     assert rates["cer"] < 0.3, rates
+
+
+def test_digit_strings_featurise_label_and_batch_the_strings():
+    task = speech.DigitStrings.load(train_size=12, test_size=4, max_digits=3, batch_size=4,
+                                    verbose=False)
+    assert len(task.x) == len(task.y) == len(task.texts) == 12
+    assert len(task.x_test) == len(task.test_texts) == 4
+    assert task.num_features == 40 and task.alphabet.characters == speech.DIGITS
+    assert [task.alphabet.decode(y) for y in task.y] == task.texts
+    train, steps = task.train_dataset(seed=3)
+    again, _ = task.train_dataset(seed=3)
+    batches = list(train)
+    assert steps == len(batches) and sum(len(b[1]) for b in batches) == 12
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(batches, again))
+    model = task.recogniser(units=8, layers=1, conv_filters=8)
+    assert model.optimizer is not None
+    logits = model(next(iter(task.test))[0])
+    assert logits.shape[-1] == len(task.alphabet) + 1  # the labels and CTC's blank

@@ -123,42 +123,28 @@ class _Recorder:
         self.callback = Callback()
 
 
-def _data(args):
-    from tf_gradual_prune import audio, datasets
-
-    print(f"== data: {args.data} digit strings (held-out speaker)")
-    (waves, texts), (test_waves, test_texts) = datasets.speech_digits(
-        args.data, data_dir=args.data_dir, download=args.download,
-        train_size=args.train_size, test_size=args.test_size,
-        max_digits=args.max_digits, seed=args.seed,
-    )
-    features = audio.AudioFeatures()
-    print("features (log-mel, tensorflow-io):")
-    x, x_test = features.extract(waves), features.extract(test_waves)
-    return features, (x, texts), (x_test, test_texts)
-
-
 def run_demo(args):
     """Runs the demo; returns the result rows (also saved as JSON)."""
     import keras
     import numpy as np
 
     import tf_gradual_prune as tgp
-    from tf_gradual_prune import audio, models
+    from tf_gradual_prune import models, speech
 
     if args.quick:
         for name, value in QUICK.items():
             setattr(args, name, min(getattr(args, name), value))
     _check(args)
     os.makedirs(args.output_dir, exist_ok=True)
-    features, (x, texts), (x_test, test_texts) = _data(args)
-    alphabet = models.Alphabet("0123456789 ")
-    train = audio.feature_dataset(x, [alphabet.encode(t) for t in texts],
-                                  batch_size=args.batch_size, shuffle_seed=args.seed)
-    test = audio.feature_dataset(x_test, [alphabet.encode(t) for t in test_texts],
-                                 batch_size=args.batch_size)
-    steps_per_epoch = sum(1 for _ in train)  # one pass; then repeat, so epochs are equal
-    train = train.repeat()
+    print(f"== data: {args.data} digit strings (held-out speaker)")
+    task = speech.DigitStrings.load(
+        args.data, data_dir=args.data_dir, download=args.download,
+        train_size=args.train_size, test_size=args.test_size,
+        max_digits=args.max_digits, seed=args.seed, batch_size=args.batch_size)
+    x, x_test, test_texts = task.x, task.x_test, task.test_texts
+    features, alphabet, test = task.features, task.alphabet, task.test
+    train, steps_per_epoch = task.train_dataset(seed=args.seed)
+    train = train.repeat()  # epochs of one pass each
     print(f"{len(x)} training and {len(x_test)} test utterances, "
           f"{steps_per_epoch} steps an epoch")
     schedules = {
@@ -182,10 +168,8 @@ def run_demo(args):
         print(f"\n== training the {name} model ({MODELS[name]}"
               f"{', unidirectional' if args.streaming else ''})")
         keras.utils.set_random_seed(args.seed)
-        model = models.speech_model(x[0].shape[1], len(alphabet), units=args.units,
-                                    layers=args.layers, conv_stride=STRIDE,
-                                    bidirectional=not args.streaming)
-        model.compile(optimizer=keras.optimizers.Adam(1e-3))
+        model = task.recogniser(units=args.units, layers=args.layers, conv_stride=STRIDE,
+                                bidirectional=not args.streaming)
         callbacks = [models.ErrorRates(test, alphabet)]
         if name in schedules:
             print(schedules[name])
