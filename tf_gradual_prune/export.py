@@ -571,6 +571,66 @@ def export_tflite(
     ```
     """
     compat.require_tensorflow_backend("`export_tflite`")
+    path, tolerance = _check_arguments(
+        path, quantization, encoding, tolerance, metadata, streaming, shrink_units,
+        chunk_frames, input_shape)
+    original, shrunk = model, {"shrunk": {}, "kept": {}}
+    if shrink_units:
+        model, shrunk = shrinking.shrink_units(model)
+    offline = utterances = None
+    if streaming:
+        offline, model = original, streaming_module.streaming_model(model, chunk_frames)
+        utterances = _utterances(sample_inputs, offline, chunk_frames)
+        sample_inputs = None  # the step itself is checked on random chunks and states
+    specs = _input_specs(model, input_shape)
+    representative, samples = _check_data(quantization, representative_data, sample_inputs,
+                                          specs)
+    pruned = _pruned_matrices(model, warn=not shrunk["shrunk"])
+
+    # Conversion: the sparse file and its dense twin.
+    data, dense_data = _convert_model(model, specs, quantization, representative)
+    # Verification in LiteRT against the model as given (a shrunk copy must
+    # compute the same), and the choice of encoding.
+    reference = model if offline is not None else original
+    data, (errors, delegate, speed), chosen, timings = _choose_encoding(
+        encoding, data, dense_data, reference, samples, tolerance)
+    stored = tflite_tensors.read_tensors(data)
+    stream = None
+    if offline is not None:
+        stream = _verify_stream(data, delegate, offline, utterances, tolerance)
+
+    # Reporting: per-tensor rows, the sidecar, the files.
+    tensors, not_sparse, others = _tensor_rows(stored, model, pruned, chosen)
+    sidecar_path = path[: -len(".tflite")] + ".json"
+    sidecar = _sidecar(path, data, model, quantization, delegate, tensors, shrunk, metadata,
+                       stream, chunk_frames)
+    files.write_atomic(path, data)
+    files.write_atomic(sidecar_path, json.dumps(sidecar, indent=2))
+    return ExportReport(
+        path=path,
+        sidecar_path=sidecar_path,
+        quantization=quantization,
+        tensors=tensors,
+        size_bytes=len(data),
+        dense_size_bytes=len(dense_data),
+        sparse_tensors=sum(t.format == "sparse" for t in stored),
+        errors=errors,
+        tolerance=tolerance,
+        max_error=errors[delegate],
+        delegate=delegate,
+        not_sparse=not_sparse,
+        other_constants_bytes=sum(t.bytes for t in others),
+        streaming=sidecar.get("streaming"),
+        shrunk=shrunk,
+        encoding=chosen,
+        timings=timings,
+    )
+
+
+def _check_arguments(path, quantization, encoding, tolerance, metadata, streaming,
+                     shrink_units, chunk_frames, input_shape):
+    """`export_tflite`'s argument checks; returns the path as a string and
+    the tolerance in force."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"`path` must be a string. Received: path={path!r}")
     path = os.fspath(path)
@@ -621,16 +681,12 @@ def export_tflite(
             "`chunk_frames` is only used with streaming=True. Received: "
             f"chunk_frames={chunk_frames!r}"
         )
-    original, shrunk = model, {"shrunk": {}, "kept": {}}
-    if shrink_units:
-        model, shrunk = shrinking.shrink_units(model)
-    offline = None
-    if streaming:
-        offline, model = original, streaming_module.streaming_model(model, chunk_frames)
-        utterances = _utterances(sample_inputs, offline, chunk_frames)
-        sample_inputs = None  # the step itself is checked on random chunks and states
+    return path, tolerance
 
-    specs = _input_specs(model, input_shape)
+
+def _check_data(quantization, representative_data, sample_inputs, specs):
+    """The calibration data (int8 only) and the verification samples as
+    lists of arrays that match `specs`."""
     representative = None
     if quantization == "int8":
         if representative_data is None:
@@ -649,20 +705,30 @@ def export_tflite(
         samples = [rng.normal(size=(8,) + tuple(s.shape[1:])).astype(np.float32) for s in specs]
     else:
         samples = _check_arrays("sample_inputs", sample_inputs, specs)
+    return representative, samples
 
+
+def _pruned_matrices(model, warn):
+    """The rows of `model`'s sparsity table with enough zeros to store
+    sparse; with `warn`, a warning when there are none."""
     try:
         table = masking.sparsity_table(model, weights="all")
     except ValueError:  # no prunable matrix at all
         table = []
     pruned = [row for row in table if row["sparsity"] >= SPARSE_MIN_ZEROS]
-    if not pruned and not shrunk["shrunk"]:
+    if not pruned and warn:
         warnings.warn(
             f"Model {model.name!r} has no weight matrix with >= "
             f"{SPARSE_MIN_ZEROS:.0%} zeros: nothing to encode sparsely. "
             "Exporting it dense.",
-            stacklevel=2,
+            stacklevel=3,
         )
+    return pruned
 
+
+def _convert_model(model, specs, quantization, representative):
+    """The model through a SavedModel to `.tflite` bytes: `(sparse, dense)`
+    (the converter runs in a subprocess, `_convert_both`)."""
     workdir = tempfile.mkdtemp(prefix="tfgp_export_")
     try:
         saved = os.path.join(workdir, "saved_model")
@@ -682,28 +748,37 @@ def export_tflite(
             exported.export(saved, input_signature=signature, verbose=False)
         finally:
             tf_logger.setLevel(level)
-        data, dense_data = _convert_both(workdir, quantization)
+        return _convert_both(workdir, quantization)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    # Checked against the model as given (a shrunk copy must compute the same).
-    reference = model if offline is not None else original
+
+def _choose_encoding(encoding, data, dense_data, reference, samples, tolerance):
+    """Verifies the encoding asked for (with `"auto"`, both, and keeps the
+    dense one only if it is at least 5% faster). Returns `(data, (errors,
+    delegate, speed), chosen, timings)`."""
     if encoding == "dense":
         data = dense_data
-    errors, delegate, speed = _verify(data, reference, samples, tolerance)
-    timings = {"dense" if encoding == "dense" else "sparse": speed}
+    result = _verify(data, reference, samples, tolerance)
+    timings = {"dense" if encoding == "dense" else "sparse": result[2]}
     chosen = encoding if encoding != "auto" else "sparse"
-    stored = tflite_tensors.read_tensors(data)
-    if encoding == "auto" and any(t.format == "sparse" for t in stored):
+    if encoding == "auto" and any(t.format == "sparse"
+                                  for t in tflite_tensors.read_tensors(data)):
         try:
             dense_result = _verify(dense_data, reference, samples, tolerance)
         except ValueError:
             dense_result = None
         if dense_result is not None:
             timings["dense"] = dense_result[2]
-            if min(dense_result[2].values()) < 0.95 * min(speed.values()):
-                data, (errors, delegate, speed), chosen = dense_data, dense_result, "dense"
-                stored = tflite_tensors.read_tensors(data)
+            if min(dense_result[2].values()) < 0.95 * min(result[2].values()):
+                data, result, chosen = dense_data, dense_result, "dense"
+    return data, result, chosen, timings
+
+
+def _tensor_rows(stored, model, pruned, chosen):
+    """The report's rows of the stored tensors that are Keras weights, the
+    pruned weights not stored sparse (a warning names them when the sparse
+    encoding was chosen), and the other stored constants."""
     names = _match_keras_weights(stored, model)
     matched = [(t, name) for t, name in zip(stored, names) if name is not None]
     others = [t for t, name in zip(stored, names) if name is None]
@@ -725,14 +800,16 @@ def export_tflite(
         warnings.warn(
             f"{len(not_sparse)} weight(s) with >= {SPARSE_MIN_ZEROS:.0%} zeros are "
             f"not stored sparse: {not_sparse}",
-            stacklevel=2,
+            stacklevel=3,
         )
-    stream = None
-    if offline is not None:
-        stream = _verify_stream(data, delegate, offline, utterances, tolerance)
+    return tensors, not_sparse, others
 
-    sidecar_path = path[: -len(".tflite")] + ".json"
 
+def _sidecar(path, data, model, quantization, delegate, tensors, shrunk, metadata, stream,
+             chunk_frames):
+    """The JSON sidecar of the `.tflite` file at `path`: its inputs and
+    outputs (with the streaming states), the interpreter settings, the
+    metadata."""
     runner = runtime.LiteRTRunner(data, delegate=delegate)
     described = [
         [
@@ -771,24 +848,4 @@ def export_tflite(
                    "the next call's state inputs.",
             "max_error_vs_offline": stream["error"],
         }
-    files.write_atomic(path, data)
-    files.write_atomic(sidecar_path, json.dumps(sidecar, indent=2))
-    return ExportReport(
-        path=path,
-        sidecar_path=sidecar_path,
-        quantization=quantization,
-        tensors=tensors,
-        size_bytes=len(data),
-        dense_size_bytes=len(dense_data),
-        sparse_tensors=sum(t.format == "sparse" for t in stored),
-        errors=errors,
-        tolerance=tolerance,
-        max_error=errors[delegate],
-        delegate=delegate,
-        not_sparse=not_sparse,
-        other_constants_bytes=sum(t.bytes for t in others),
-        streaming=sidecar.get("streaming"),
-        shrunk=shrunk,
-        encoding=chosen,
-        timings=timings,
-    )
+    return sidecar
