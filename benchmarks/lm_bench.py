@@ -180,6 +180,8 @@ def run_one(corpus_batches, vocabulary, units, epochs, method, target, seed, arg
         "valid_perplexity": evaluate(model, xv, yv, args.batch_size),
         "test_perplexity": evaluate(model, xt, yt, args.batch_size),
         "sparsity": table.sparsity, "nonzeros": table.size - table.zeros,
+        # Where the pruned weights lie (the allocation among the matrices).
+        "matrices": {row["name"]: round(float(row["sparsity"]), 4) for row in table.rows},
         "parameters": int(model.count_params()),
         "tflite_bytes": export_size(model, vocabulary, units, args.steps),
         "steps": epochs * steps, "train_seconds": seconds,

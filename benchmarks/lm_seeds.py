@@ -76,6 +76,9 @@ def summarise(runs):
         entry = {"name": name, "method": group[0]["method"], "seeds": [r["seed"] for r in group],
                  "sparsity": float(np.mean([r["sparsity"] for r in group])),
                  "nonzeros": int(np.mean([r["nonzeros"] for r in group]))}
+        shares = [r["matrices"] for r in group if r.get("matrices")]
+        if shares:
+            entry["matrices"] = {m: float(np.mean([s[m] for s in shares])) for m in shares[0]}
         for key in ("valid_perplexity", "test_perplexity", "cost"):
             values = np.array([r[key] for r in group])
             entry[key] = {"mean": float(values.mean()),
@@ -108,6 +111,13 @@ def table(summary, runs, names):
             f"{cost['mean']:+.1%} ± {cost['std']:.1%} | "
             f"{' / '.join(f'{v:+.1%}' for v in cost['per_seed'])} | {s['sparsity']:.3f} | "
             f"{s['nonzeros']:,} |")
+    allocated = [s for s in summary if s.get("matrices") and s["sparsity"] > 0]
+    if allocated:
+        lines += ["", "Where the zeros lie (sparsity of each matrix, mean over the seeds "
+                  "that recorded it):", ""]
+        for s in allocated:
+            lines.append(f"- {s['name']}: " + ", ".join(
+                f"{name} {share:.3f}" for name, share in s["matrices"].items()))
     lines += common.hosts_note([row for _, rows in runs for row in rows])
     return "\n".join(lines)
 

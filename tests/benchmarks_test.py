@@ -450,10 +450,11 @@ def test_lm_pruned_matrices_are_the_lstm_kernels_and_the_output_kernel():
     assert shapes == sorted([(4, 16)] * 4 + [(4, 50)])
 
 
-def lm_run(folder, name, seed, perplexities, **settings):
+def lm_run(folder, name, seed, perplexities, matrices=None, **settings):
     rows = [{"name": row, "method": row.split()[0], "seed": seed, "valid_perplexity": p + 2,
              "test_perplexity": p, "sparsity": 0.0 if row.startswith("dense") else 0.9,
-             "nonzeros": 100} for row, p in perplexities.items()]
+             "nonzeros": 100, **({"matrices": matrices[row]} if row in (matrices or {}) else {})}
+            for row, p in perplexities.items()]
     run = {"epochs": 4, "units": 200, "large_units": 400, "frequency": 100, "batch_size": 20,
            "steps": 35, "seed": seed, "quick": False, **settings}
     with open(os.path.join(folder, name + ".json"), "w") as f:
@@ -463,7 +464,8 @@ def lm_run(folder, name, seed, perplexities, **settings):
 def test_lm_seeds_costs_each_seed_against_its_own_dense_row(tmp_path):
     import lm_seeds
 
-    lm_run(tmp_path, "a", 0, {"dense 200": 100.0, "default 200 90%": 110.0, "large": 95.0})
+    lm_run(tmp_path, "a", 0, {"dense 200": 100.0, "default 200 90%": 110.0, "large": 95.0},
+           matrices={"default 200 90%": {"lstm/kernel": 0.8, "logits/kernel": 0.92}})
     lm_run(tmp_path, "b", 1, {"dense 200": 120.0, "default 200 90%": 126.0}, large_units=0)
     runs = lm_seeds.load_runs(["a", "b"], str(tmp_path))
     summary = {s["name"]: s for s in lm_seeds.summarise(runs)}
@@ -476,6 +478,7 @@ def test_lm_seeds_costs_each_seed_against_its_own_dense_row(tmp_path):
     markdown = lm_seeds.table(lm_seeds.summarise(runs), runs, ["a", "b"])
     assert "| default 200 90% | 2 | 120.0 ± 11.3 | 118.0 ± 11.3 | 110.0 / 126.0 | +7.5% ± 3.5% |" \
         in markdown
+    assert "- default 200 90%: lstm/kernel 0.800, logits/kernel 0.920" in markdown
 
 
 @pytest.mark.parametrize("second, message", [
