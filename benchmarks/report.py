@@ -46,6 +46,10 @@ SECTIONS = [
                                   "(validation for the default's allocation)"),
     ("sensitivity", "Sensitivity of the ramped threshold to its hyperparameters (speech task)"),
     ("lm", "Beyond speech: Penn Treebank word-level language model (perplexity)"),
+    ("lm_seeds", "Penn Treebank over three seeds: the default, one-shot, L1 and the dense "
+                 "models, each seed against its own dense model"),
+    ("lm_seed1", "Penn Treebank, seed 1 (one of the runs lm_seeds puts together)"),
+    ("lm_seed2", "Penn Treebank, seed 2 (one of the runs lm_seeds puts together)"),
     ("lm_13", "Penn Treebank at Zaremba et al.'s full budget, 13 epochs: dense and the "
               "default at 90%"),
     ("lm_timing_late", "Penn Treebank: the default with a later timing, 40% / 55% / 85% "

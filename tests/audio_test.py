@@ -206,7 +206,7 @@ def test_real_fsdd_recording(data_dir):
 
 
 def test_audio_features_bad_normalize_names_the_value():
-    with pytest.raises(ValueError, match="normalize='yes'"):
+    with pytest.raises(TypeError, match="normalize='yes'"):
         audio.AudioFeatures(normalize="yes")
 
 

@@ -76,9 +76,9 @@ def test_speech_model_bad_arguments():
         models.speech_model(40, 10, units=0)
     with pytest.raises(ValueError, match="conv_stride=0"):
         models.speech_model(40, 10, conv_stride=0)
-    with pytest.raises(ValueError, match="conv_stride=1.5"):
+    with pytest.raises(TypeError, match="conv_stride=1.5"):
         models.CTCModel(keras.Input((None, 4)), keras.Input((None, 4)), conv_stride=1.5)
-    with pytest.raises(ValueError, match="mask_padding='yes'"):
+    with pytest.raises(TypeError, match="mask_padding='yes'"):
         models.speech_model(40, 10, mask_padding="yes")
     with pytest.raises(ValueError, match="stride=0"):
         models.PaddingMask(0)

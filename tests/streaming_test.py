@@ -118,13 +118,18 @@ def sequential(*layers):
         (sequential(L.Cropping1D((1, 0))), 2, "may mix frames"),
         (sequential(L.GRU(3), L.Dense(2), L.Reshape((1, 2))), 2, "returns only its last output"),
         (sequential(L.GRU(3)), 0, "chunk_frames=0"),
-        (sequential(L.GRU(3)), True, "chunk_frames=True"),
-        (sequential(L.GRU(3)), 2.0, r"chunk_frames=2.0"),
     ],
 )
 def test_what_cannot_stream_is_refused_with_the_reason(model, chunk, match):
     with pytest.raises(ValueError, match=match):
         streaming_model(model, chunk)
+
+
+@pytest.mark.parametrize("chunk, match", [(True, "chunk_frames=True"),
+                                          (2.0, r"chunk_frames=2.0")])
+def test_a_chunk_that_is_not_an_integer_is_a_type_error(chunk, match):
+    with pytest.raises(TypeError, match=match):
+        streaming_model(sequential(L.GRU(3)), chunk)
 
 
 def test_models_that_are_not_a_chain_are_refused():

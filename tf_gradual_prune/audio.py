@@ -25,6 +25,8 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from tf_gradual_prune import checks
+
 _TFIO = None
 
 #: File suffixes `AudioFeatures.decode` reads.
@@ -481,8 +483,7 @@ class AudioFeatures:
                  top_db=80.0, freq_mask=8, time_mask=10, normalize=True):
         for name, value in (("sample_rate", sample_rate), ("num_mel_bins", num_mel_bins),
                             ("frame_ms", frame_ms), ("step_ms", step_ms)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"`{name}` must be an integer >= 1. Received: {name}={value!r}")
+            checks.check_int(name, value, 1)
         if step_ms > frame_ms:
             raise ValueError(
                 f"`step_ms` must be <= `frame_ms`. Received: frame_ms={frame_ms}, step_ms={step_ms}"
@@ -490,9 +491,7 @@ class AudioFeatures:
         self.sample_rate, self.num_mel_bins = int(sample_rate), int(num_mel_bins)
         self.frame_ms, self.step_ms = int(frame_ms), int(step_ms)
         self.top_db, self.freq_mask, self.time_mask = float(top_db), int(freq_mask), int(time_mask)
-        if not isinstance(normalize, bool):
-            raise ValueError(
-                f"`normalize` must be True or False. Received: normalize={normalize!r}")
+        checks.check_bool("normalize", normalize)
         self.normalize = normalize
         self._log_mel = None
         self._resampled = set()  # source rates already announced

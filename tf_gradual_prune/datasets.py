@@ -15,6 +15,8 @@ import os
 
 import numpy as np
 
+from tf_gradual_prune import checks
+
 #: Environment variable naming the folder that holds `fsdd/` and `ptb/`.
 DATA_DIR_ENV = "TFGP_DATA_DIR"
 
@@ -57,10 +59,7 @@ def synthetic_sequences(
         ("features", features, 1),
         ("num_classes", num_classes, 2),
     ):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"`{name}` must be an integer. Received: {name}={value!r}")
-        if value < low:
-            raise ValueError(f"`{name}` must be >= {low}. Received: {name}={value}")
+        checks.check_int(name, value, low)
     if not 0 < test_fraction < 1:
         raise ValueError(
             f"`test_fraction` must be in (0, 1). Received: test_fraction={test_fraction}"
@@ -321,8 +320,7 @@ def synthetic_digit_recordings(takes=20, sample_rate=8000, noise=0.01, seed=0):
         A list of `6 * 10 * takes` `Recording`s (speakers `SYNTHETIC_SPEAKERS`).
     """
     for name, value, low in (("takes", takes, 1), ("sample_rate", sample_rate, 4000)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"`{name}` must be an integer >= {low}. Received: {name}={value!r}")
+        checks.check_int(name, value, low)
     if noise < 0:
         raise ValueError(f"`noise` must be >= 0. Received: noise={noise}")
     # The "language" is fixed (seed 12345); speakers and takes follow `seed`.
@@ -390,8 +388,7 @@ def digit_strings(recordings, count, min_digits=1, max_digits=7, gap_ms=(25, 200
     if len(rates) != 1:
         raise ValueError(f"`recordings` mix sample rates {sorted(rates)}; resample them first.")
     for name, value in (("count", count), ("min_digits", min_digits), ("max_digits", max_digits)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"`{name}` must be an integer >= 1. Received: {name}={value!r}")
+        checks.check_int(name, value, 1)
     if max_digits < min_digits:
         raise ValueError(
             f"`max_digits` must be >= `min_digits`. Received: min_digits={min_digits}, "
@@ -622,8 +619,7 @@ def lm_batches(ids, batch_size=20, steps=35):
         `y` is `x` shifted by one word.
     """
     for name, value in (("batch_size", batch_size), ("steps", steps)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"`{name}` must be an integer >= 1. Received: {name}={value!r}")
+        checks.check_int(name, value, 1)
     ids = np.asarray(ids, np.int32)
     per_stream = (len(ids) - 1) // batch_size
     batches = per_stream // steps

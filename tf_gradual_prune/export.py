@@ -35,7 +35,15 @@ import warnings
 import keras
 import numpy as np
 
-from tf_gradual_prune import compat, files, masking, runtime, shrinking, tflite_tensors
+from tf_gradual_prune import (
+    checks,
+    compat,
+    files,
+    masking,
+    runtime,
+    shrinking,
+    tflite_tensors,
+)
 from tf_gradual_prune import streaming as streaming_module
 from tf_gradual_prune.version import __version__
 
@@ -652,16 +660,16 @@ def _check_arguments(path, quantization, encoding, tolerance, metadata, streamin
         )
     if tolerance is None:
         tolerance = DEFAULT_TOLERANCE[quantization]
-    elif (isinstance(tolerance, bool) or not isinstance(tolerance, (int, float))
-          or not tolerance > 0):
-        raise ValueError(f"`tolerance` must be a number > 0. Received: tolerance={tolerance!r}")
+    else:
+        tolerance = checks.check_float("tolerance", tolerance, 0)
+        if tolerance == 0:
+            raise ValueError("`tolerance` must be > 0. Received: tolerance=0.0")
     if metadata is not None and not isinstance(metadata, dict):
         raise TypeError(f"`metadata` must be a dict. Received: metadata={metadata!r}")
     if metadata is not None:
         json.dumps(metadata)  # fails early, with json's message, if not serialisable
     for name, value in (("streaming", streaming), ("shrink_units", shrink_units)):
-        if not isinstance(value, bool):
-            raise TypeError(f"`{name}` must be True or False. Received: {name}={value!r}")
+        checks.check_bool(name, value)
     if streaming:
         if chunk_frames is None:
             raise ValueError("`streaming=True` needs `chunk_frames`. Received: chunk_frames=None")

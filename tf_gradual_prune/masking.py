@@ -5,6 +5,8 @@ import collections
 import keras
 import numpy as np
 
+from tf_gradual_prune import checks
+
 #: The kinds of weight matrix that can be selected for pruning.
 KINDS = ("recurrent", "dense", "conv", "embedding")
 
@@ -345,14 +347,12 @@ def check_block_size(block_size):
     if isinstance(value, (tuple, list)) and len(value) == 2 and value[1] == 1:
         value = value[0]
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        # check_int's message, plus the (block, 1) form this argument also takes.
         raise TypeError(
             "`block_size` must be an integer (or `(block, 1)`). Received: "
             f"block_size={block_size!r}"
         )
-    if value < 1:
-        raise ValueError(
-            f"`block_size` must be >= 1. Received: block_size={block_size!r}"
-        )
+    checks.check_int("block_size", value, 1)
     return int(value)
 
 

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_gradual_prune import compat
+from tf_gradual_prune import checks, compat
 
 
 def speech_model(num_features, vocabulary_size, rnn="gru", units=128, layers=2,
@@ -74,11 +74,9 @@ def speech_model(num_features, vocabulary_size, rnn="gru", units=128, layers=2,
     for arg, value in (("num_features", num_features), ("vocabulary_size", vocabulary_size),
                        ("units", units), ("layers", layers), ("conv_filters", conv_filters),
                        ("conv_kernel", conv_kernel), ("conv_stride", conv_stride)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"`{arg}` must be an integer >= 1. Received: {arg}={value!r}")
+        checks.check_int(arg, value, 1)
     for arg, value in (("mask_padding", mask_padding), ("bidirectional", bidirectional)):
-        if not isinstance(value, bool):
-            raise ValueError(f"`{arg}` must be True or False. Received: {arg}={value!r}")
+        checks.check_bool(arg, value)
     layer = {"gru": keras.layers.GRU, "lstm": keras.layers.LSTM}[rnn]
     inputs = keras.Input((None, num_features), name="features")
     if mask_padding:
@@ -152,9 +150,7 @@ class PaddingMask(keras.layers.Layer):
 
     def __init__(self, stride=1, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
-            raise ValueError(f"`stride` must be an integer >= 1. Received: stride={stride!r}")
-        self.stride = int(stride)
+        self.stride = checks.check_int("stride", stride, 1)
 
     def call(self, features, frames):
         lengths = valid_frames(features, self.stride)
@@ -200,11 +196,7 @@ class CTCModel(keras.Model):
     """
 
     def __init__(self, *args, conv_stride=1, **kwargs):
-        if (isinstance(conv_stride, bool) or not isinstance(conv_stride, (int, np.integer))
-                or conv_stride < 1):
-            raise ValueError(
-                f"`conv_stride` must be an integer >= 1. Received: conv_stride={conv_stride!r}"
-            )
+        checks.check_int("conv_stride", conv_stride, 1)
         compat.require_tensorflow_backend("`CTCModel` (its CTC loss and training step)")
         super().__init__(*args, **kwargs)
         self.conv_stride = int(conv_stride)
@@ -434,9 +426,7 @@ class ErrorRates(keras.callbacks.Callback):
             raise ValueError(
                 f"`dataset` must be a tf.data.Dataset. Received: dataset={type(dataset).__name__}"
             )
-        if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1:
-            raise ValueError(
-                f"`frequency` must be an integer >= 1. Received: frequency={frequency!r}")
+        checks.check_int("frequency", frequency, 1)
         self.dataset, self.alphabet = dataset, alphabet
         self.prefix, self.frequency = prefix, frequency
 
@@ -531,8 +521,7 @@ class TiedEmbedding(keras.layers.Layer):
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", **kwargs):
         super().__init__(**kwargs)
         for arg, value in (("input_dim", input_dim), ("output_dim", output_dim)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"`{arg}` must be an integer >= 1. Received: {arg}={value!r}")
+            checks.check_int(arg, value, 1)
         self.input_dim, self.output_dim = int(input_dim), int(output_dim)
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
 
@@ -592,8 +581,7 @@ def language_model(vocabulary_size, units=200, layers=2, dropout=0.0, tie_weight
     """
     for arg, value, low in (("vocabulary_size", vocabulary_size, 2), ("units", units, 1),
                             ("layers", layers, 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"`{arg}` must be an integer >= {low}. Received: {arg}={value!r}")
+        checks.check_int(arg, value, low)
     if not 0 <= dropout < 1:
         raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
     if stateful and (batch_size is None or steps is None):

@@ -6,6 +6,8 @@ import time
 
 import numpy as np
 
+from tf_gradual_prune import checks
+
 #: Interpreter settings a report can recommend.
 DELEGATES = ("xnnpack", "none")
 
@@ -87,11 +89,7 @@ class LiteRTRunner:
                 f"`delegate` must be one of {DELEGATES}. Received: "
                 f"delegate={delegate!r}"
             )
-        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
-            raise ValueError(
-                f"`num_threads` must be an integer >= 1. Received: "
-                f"num_threads={num_threads!r}"
-            )
+        checks.check_int("num_threads", num_threads, 1)
         interpreter_class, resolver_type = _interpreter_api()
         kwargs = {"num_threads": num_threads}
         if isinstance(model, (bytes, bytearray)):

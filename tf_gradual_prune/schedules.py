@@ -30,11 +30,12 @@ rule. `GradualPruning` wraps such callables itself.
 
 import collections
 import math
-import numbers
 import warnings
 
 import keras
 import numpy as np
+
+from tf_gradual_prune.checks import check_bool, check_choice, check_float, check_int
 
 # The paper's timing (`RampedThresholdSchedule.paper`): pruning begins with
 # the second epoch, the ramp at 25% and the end at 50% of the steps.
@@ -93,56 +94,8 @@ def update_frequency(begin_step, end_step, updates):
     """The mask-update spacing that gives about `updates` updates between
     `begin_step` and `end_step`: `(end_step - begin_step) // updates`, at
     least 1 and at most the paper's `PAPER_FREQUENCY` (100)."""
-    updates = _check_int("updates", updates, 1)
+    updates = check_int("updates", updates, 1)
     return min(max((end_step - begin_step) // updates, 1), PAPER_FREQUENCY)
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            f"`{name}` must be an integer. Received: {name}={value!r} "
-            f"(of type {type(value).__name__})"
-        )
-    if value < minimum:
-        raise ValueError(
-            f"`{name}` must be >= {minimum}. Received: {name}={value}"
-        )
-    return int(value)
-
-
-def _check_float(name, value, low, high=None, high_inclusive=False):
-    """Validates a real number in [low, high) (or [low, high])."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"`{name}` must be a number. Received: {name}={value!r} "
-            f"(of type {type(value).__name__})"
-        )
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"`{name}` must be finite. Received: {name}={value}")
-    too_high = high is not None and (
-        value > high if high_inclusive else value >= high
-    )
-    if value < low or too_high:
-        closing = "]" if high_inclusive else ")"
-        allowed = (
-            f">= {low}" if high is None else f"in [{low}, {high}{closing}"
-        )
-        raise ValueError(
-            f"`{name}` must be {allowed}. Received: {name}={value}"
-        )
-    return value
-
-
-def _check_choice(name, value, allowed, none_allowed=False):
-    if not (value in allowed or (none_allowed and value is None)):
-        raise ValueError(
-            f"`{name}` must be one of {allowed}{' or None' if none_allowed else ''}. "
-            f"Received: {name}={value!r}"
-        )
-    return value
 
 
 def allocate(magnitudes, target_sparsity, allocation="uniform"):
@@ -175,8 +128,8 @@ def allocate(magnitudes, target_sparsity, allocation="uniform"):
     Returns:
         A list of floats in [0, 1), one per matrix.
     """
-    target_sparsity = _check_float("target_sparsity", target_sparsity, 0.0, 1.0)
-    _check_choice("allocation", allocation, ALLOCATIONS)
+    target_sparsity = check_float("target_sparsity", target_sparsity, 0.0, 1.0)
+    check_choice("allocation", allocation, ALLOCATIONS)
     shapes = [np.shape(m) for m in magnitudes]
     sizes = np.array([math.prod(s) for s in shapes], dtype=np.float64)
     if allocation == "uniform" or len(shapes) < 2 or target_sparsity == 0.0:
@@ -418,10 +371,10 @@ class RampedThresholdSchedule:
         regrow=False,
         allocation=None,
     ):
-        self.begin_step = _check_int("begin_step", begin_step, 0)
-        self.ramp_step = _check_int("ramp_step", ramp_step, 0)
-        self.end_step = _check_int("end_step", end_step, 0)
-        self.frequency = _check_int("frequency", frequency, 1)
+        self.begin_step = check_int("begin_step", begin_step, 0)
+        self.ramp_step = check_int("ramp_step", ramp_step, 0)
+        self.end_step = check_int("end_step", end_step, 0)
+        self.frequency = check_int("frequency", frequency, 1)
         if self.ramp_step < self.begin_step:
             raise ValueError(
                 "`ramp_step` must be >= `begin_step`. Received: "
@@ -440,12 +393,12 @@ class RampedThresholdSchedule:
                 f"begin_step={begin_step}, end_step={end_step}, "
                 f"frequency={frequency}"
             )
-        self.start_slope = _check_float("start_slope", start_slope, 0.0)
-        self.ramp_slope = _check_float("ramp_slope", ramp_slope, 0.0)
-        self.target_sparsity = _check_float(
+        self.start_slope = check_float("start_slope", start_slope, 0.0)
+        self.ramp_slope = check_float("ramp_slope", ramp_slope, 0.0)
+        self.target_sparsity = check_float(
             "target_sparsity", target_sparsity, 0.0, 1.0
         )
-        self.ramp_slope_ratio = _check_float(
+        self.ramp_slope_ratio = check_float(
             "ramp_slope_ratio", ramp_slope_ratio, 0.0
         )
         if self.ramp_slope_ratio == 0.0:
@@ -455,16 +408,12 @@ class RampedThresholdSchedule:
         self._check_slope_choice()
         self.calibration = self._check_option("calibration", calibration, CALIBRATIONS)
         self.allocation = self._check_option("allocation", allocation, ALLOCATIONS)
-        if not isinstance(regrow, bool):
-            raise TypeError(
-                f"`regrow` must be True or False. Received: regrow={regrow!r}"
-            )
-        self.regrow = regrow
+        self.regrow = check_bool("regrow", regrow)
 
     def _check_option(self, name, value, allowed):
         """A choice among `allowed` (or `None`) that applies only with
         `target_sparsity`."""
-        _check_choice(name, value, allowed, none_allowed=True)
+        check_choice(name, value, allowed, none_allowed=True)
         if value is not None and self.target_sparsity is None:
             raise ValueError(
                 f"`{name}` applies only with `target_sparsity`. Received: "
@@ -601,8 +550,8 @@ class RampedThresholdSchedule:
             ValueError: if the first epoch reaches 25% of the training (use
                 more, shorter epochs), or no update step falls in the window.
         """
-        epochs = _check_int("epochs", epochs, 1)
-        steps_per_epoch = _check_int("steps_per_epoch", steps_per_epoch, 1)
+        epochs = check_int("epochs", epochs, 1)
+        steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, 1)
         total = epochs * steps_per_epoch
         if steps_per_epoch > int(round(PAPER_RAMP_FRACTION * total)):
             raise ValueError(
@@ -626,8 +575,8 @@ class RampedThresholdSchedule:
         `timing` fractions of `epochs * steps_per_epoch`; without
         `frequency`, about `updates` mask updates between begin and end
         (at most every `PAPER_FREQUENCY` steps)."""
-        epochs = _check_int("epochs", epochs, 1)
-        steps_per_epoch = _check_int("steps_per_epoch", steps_per_epoch, 1)
+        epochs = check_int("epochs", epochs, 1)
+        steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, 1)
         total = epochs * steps_per_epoch
         begin, ramp, end = (int(round(f * total)) for f in timing)
         if frequency is None:
@@ -640,7 +589,7 @@ class RampedThresholdSchedule:
                     f"{begin} and {end}, and no step lies there. Train for at "
                     "least 4 steps (better: a few dozen)."
                 )
-        elif _latest_update(end, begin, end, _check_int("frequency", frequency, 1)) is None:
+        elif _latest_update(end, begin, end, check_int("frequency", frequency, 1)) is None:
             raise ValueError(
                 f"No mask update would happen: no multiple of frequency="
                 f"{frequency} lies strictly between begin_step={begin} and "
@@ -735,7 +684,7 @@ class RampedThresholdSchedule:
             if ramp_slope is None:
                 ramp_slope = self.ratio * self.start_slope
             return self.start_slope, ramp_slope
-        quantile = _check_float("quantile", quantile, 0.0)
+        quantile = check_float("quantile", quantile, 0.0)
         if quantile is None:
             raise ValueError(
                 "A schedule with `target_sparsity` needs the matrix's "
@@ -777,7 +726,7 @@ class RampedThresholdSchedule:
             )
         if target_sparsity is None:
             target_sparsity = self.target_sparsity
-        target_sparsity = _check_float("target_sparsity", target_sparsity, 0.0, 1.0)
+        target_sparsity = check_float("target_sparsity", target_sparsity, 0.0, 1.0)
         return self.slopes(float(np.quantile(magnitudes, target_sparsity)))
 
     def _unit_threshold(self, step, start_slope, ramp_slope):
@@ -865,7 +814,7 @@ class RampedThresholdSchedule:
             A float: 0 before the first update, the value computed at the
             most recent update step otherwise.
         """
-        step = _check_int("step", step, 0)
+        step = check_int("step", step, 0)
         given = (start_slope, ramp_slope)
         if self.calibrated and None in given:
             raise ValueError(
@@ -946,7 +895,7 @@ class RampedThresholdSchedule:
             A pair `(update, state)`: `None` or a `MaskUpdate` of kind
             `"threshold"`, and the new state.
         """
-        step = _check_int("step", step, 0)
+        step = check_int("step", step, 0)
         since = step - 1 if since is None else since
         slopes = state["slopes"]
         if self.calibration_mode == "begin" and slopes is None:

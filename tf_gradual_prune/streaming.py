@@ -27,6 +27,8 @@ that mixes frames in a way this module does not know.
 import keras
 import numpy as np
 
+from tf_gradual_prune import checks
+
 #: Layers that act on every frame alone, whatever the frames around it.
 _FRAME_WISE = (
     keras.layers.Dense,
@@ -208,11 +210,7 @@ def streaming_model(model, chunk_frames):
         logits, *states = step([chunk[None]] + states)
     ```
     """
-    if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, (int, np.integer)) \
-            or chunk_frames < 1:
-        raise ValueError(
-            f"`chunk_frames` must be an integer >= 1. Received: chunk_frames={chunk_frames!r}"
-        )
+    checks.check_int("chunk_frames", chunk_frames, 1)
     chain = layer_chain(model)
     features = tuple(model.inputs[0].shape[2:])
     if len(model.inputs[0].shape) != 3 or any(d is None for d in features):

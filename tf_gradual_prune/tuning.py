@@ -55,11 +55,11 @@ if keras.backend.backend() == "tensorflow" and importlib.util.find_spec("tensorb
 
 from tf_gradual_prune import files
 from tf_gradual_prune.callbacks import GRANULARITIES, GradualPruning
+from tf_gradual_prune.checks import check_int
 from tf_gradual_prune.masking import to_numpy
 from tf_gradual_prune.schedules import (
     DEFAULT_UPDATES,
     RampedThresholdSchedule,
-    _check_int,
     update_frequency,
 )
 
@@ -301,7 +301,7 @@ class TFLiteSize:
             raise ValueError(
                 f"`measure` must be one of {self.MEASURES}. Received: measure={measure!r}"
             )
-        self.num_threads = _check_int("num_threads", num_threads, 1)
+        self.num_threads = check_int("num_threads", num_threads, 1)
         backend = keras.backend.backend()
         if backend != "tensorflow":
             raise ValueError(
@@ -656,9 +656,9 @@ class PrunedHyperModel(keras_tuner.HyperModel):
             of the metric over the confirmation runs where there are some,
             else over the selection runs.
         """
-        top = _check_int("top", top, 1)
-        runs = _check_int("runs", runs, 2)
-        seed = _check_int("seed", seed, 0)
+        top = check_int("top", top, 1)
+        runs = check_int("runs", runs, 2)
+        seed = check_int("seed", seed, 0)
         trials = self._search_best(tuner, top)
         seeds = [seed + i for i in range(runs)]
         verbose = kwargs.get("verbose", 1)
