@@ -1,7 +1,8 @@
 """Beyond FSDD: every pruning method on a sequence-classification task.
 
     python benchmarks/classify_bench.py [--data-dir FOLDER] [--task NAME] [--targets 0.9 0.98]
-        [--methods ...] [--allocations erk lamp uniform] [--quick] [--resume]
+        [--methods ...] [--allocations erk lamp uniform] [--step-scales none fan_in]
+        [--quick] [--resume]
 
 The time-series archive's JapaneseVowels (`datasets.ts_classification`:
 nine speakers, 7-29 frames of 12 LPC coefficients; the files the PyPI package
@@ -15,7 +16,8 @@ only reported. Model: masking, LSTM(`--units`), softmax; Adam 1e-3, batch 16,
 `classify_<task>.*`), `--validation` the share of each class held out.
 `--allocations` adds the default with other shares of the target among the
 two kernels (`RampedThresholdSchedule(allocation=...)`), as rows
-`default, <allocation>`.
+`default, <allocation>`; `--step-scales` the default with other step
+scalings (`step_scale=...`, `none` for off), as rows `default, steps <scaling>`.
 
 Rows, every one over `--seeds` (0 1 2) and at the same step budget unless
 said: dense LSTM(`--units`) and LSTM(`--small-units`); at every `--targets`
@@ -46,6 +48,7 @@ SAME_RUN = ("data_dir", "task", "validation", "epochs", "units", "small_units", 
 #: JapaneseVowels' 270: 7 per speaker).
 VALIDATION_SHARE = 60 / 270
 ALLOCATIONS = ("uniform", "erk", "lamp")
+STEP_SCALES = ("none", "fan_in")
 
 
 def pad(sequences, length):
@@ -229,6 +232,9 @@ def main(argv=None):
     parser.add_argument("--allocations", nargs="+", default=[], choices=ALLOCATIONS,
                         help="also the default with each of these allocations (rows "
                              "'default, <allocation>')")
+    parser.add_argument("--step-scales", nargs="+", default=[], choices=STEP_SCALES,
+                        help="also the default with each of these step scalings (rows "
+                             "'default, steps <scaling>'; 'none': the optimizer's steps)")
     parser.add_argument("--name", default=None,
                         help="results file stem (default: classify, or classify_<task>)")
     parser.add_argument("--quick", action="store_true")
@@ -252,6 +258,9 @@ def main(argv=None):
                 for t in args.targets for m in args.methods]
     configs += [(f"default, {a} {t:.0%}", args.units, "default", t, {"allocation": a})
                 for t in args.targets for a in args.allocations]
+    configs += [(f"default, steps {k} {t:.0%}", args.units, "default", t,
+                 {"step_scale": None if k == "none" else k})
+                for t in args.targets for k in args.step_scales]
     todo = [(name, seed, (units, method, target, options))
             for seed in args.seeds for name, units, method, target, options in configs]
 

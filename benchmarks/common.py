@@ -102,9 +102,13 @@ def default_recipe():
     `--resume` retrains those rows once the default changes."""
     from tf_gradual_prune import schedules
 
-    return {"timing": list(schedules.DEFAULT_TIMING), "updates": schedules.DEFAULT_UPDATES,
-            "calibration": schedules.DEFAULT_CALIBRATION,
-            "allocation": schedules.DEFAULT_ALLOCATION}
+    recipe = {"timing": list(schedules.DEFAULT_TIMING), "updates": schedules.DEFAULT_UPDATES,
+              "calibration": schedules.DEFAULT_CALIBRATION,
+              "allocation": schedules.DEFAULT_ALLOCATION}
+    # Named only when on: rows from before step scaling existed stay valid.
+    if schedules.DEFAULT_STEP_SCALE is not None:
+        recipe["step_scale"] = schedules.DEFAULT_STEP_SCALE
+    return recipe
 
 
 def partial_note(pending):

@@ -291,7 +291,16 @@ def main(argv=None):
                              "begin, ramp and end fractions of the budget instead of "
                              "schedules.DEFAULT_TIMING (the rows record the timing in their "
                              "recipe; use another --name)")
+    parser.add_argument("--default-step-scale", default=None, choices=["fan_in", "none"],
+                        help="validation experiments: train the 'default' rows with this "
+                             "step scaling instead of schedules.DEFAULT_STEP_SCALE ('none': "
+                             "off; the rows record it in their recipe; use another --name)")
     args = parser.parse_args(argv)
+    if args.default_step_scale is not None:
+        from tf_gradual_prune import schedules
+
+        schedules.DEFAULT_STEP_SCALE = (None if args.default_step_scale == "none"
+                                        else args.default_step_scale)
     if args.default_timing is not None:
         begin, ramp, end = args.default_timing
         if not 0 < begin <= ramp < end < 1:

@@ -88,6 +88,9 @@ VARIANTS = [
     # step (160 updates, ~1.4% each).
     ("default, every 2 steps", {"method": "default", "options": {"frequency": 2}}),
     ("default, every step", {"method": "default", "options": {"frequency": 1}}),
+    # Step scaling: every optimizer step on a pruned matrix multiplied by
+    # how much pruning shrank its outputs' fan-in (about 1 / density).
+    ("default, fan-in steps", {"method": "default", "options": {"step_scale": "fan_in"}}),
 ]
 SAME_RUN = ("data_dir", "held_out", "epochs", "units", "train_size", "test_size",
             "max_digits", "frequency", "quick")

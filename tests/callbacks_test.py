@@ -529,6 +529,50 @@ def test_regrowth_on_jax_says_it_is_not_available():
         fit(build("gru"), [GradualPruning(schedule)], epochs=1)
 
 
+@pytest.mark.skipif(keras.backend.backend() == "jax",
+                    reason="JAX does not scale steps (the test below checks its warning)")
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_step_scale_multiplies_each_step_on_a_pruned_matrix_by_its_fan_in_shrink(optimizer):
+    def run(step_scale):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input(X.shape[1:]), L.LSTM(8), L.Dense(3)])
+        model.compile(
+            optimizer=(keras.optimizers.SGD(0.1, momentum=0.9) if optimizer == "sgd"
+                       else keras.optimizers.Adam(1e-2)),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        # One mask update, after the second step.
+        schedule = RampedThresholdSchedule(0, 2, 4, 2, target_sparsity=0.8,
+                                           step_scale=step_scale)
+        callback = GradualPruning(schedule)
+        model.fit(X[:16], Y[:16], batch_size=8, shuffle=False, verbose=0, callbacks=[callback])
+        before = [keras.ops.convert_to_numpy(i.variable) for i in find_prunable_weights(model)]
+        model.fit(X[16:24], Y[16:24], batch_size=8, verbose=0, callbacks=[callback])
+        after = [keras.ops.convert_to_numpy(i.variable) for i in find_prunable_weights(model)]
+        return before, after, model
+
+    plain_before, plain_after, _ = run(None)
+    before, after, model = run("fan_in")
+    for b, a, pb, pa in zip(before, after, plain_before, plain_after):
+        np.testing.assert_array_equal(b, pb)  # identical until the masks hold
+        mask = b != 0
+        assert 0.7 < 1 - mask.mean() < 0.9
+        scale = schedules.fan_in_shrink(mask)
+        assert scale > 2
+        np.testing.assert_allclose(a - b, scale * (pa - pb), rtol=1e-4, atol=1e-6)
+        assert np.all(a[~mask] == 0)
+    # When `fit` ends, steps are no longer scaled (nor masked).
+    for item in find_prunable_weights(model):
+        anchor, scale = item.variable.constraint.steps
+        assert float(keras.ops.convert_to_numpy(scale)) == 1.0
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="checks the JAX backend's warning")
+def test_step_scale_on_jax_warns_that_steps_are_not_scaled():
+    schedule = RampedThresholdSchedule(6, 12, 42, 3, target_sparsity=0.8, step_scale="fan_in")
+    with pytest.warns(UserWarning, match="not scaled"):
+        fit(build("gru"), [GradualPruning(schedule)], epochs=1)
+
+
 def test_erk_allocation_keeps_more_of_the_input_kernel_and_the_layer_at_target():
     model = build("bidirectional", units=16)  # kernels (4, 64), recurrent (16, 64)
     schedule = RampedThresholdSchedule(

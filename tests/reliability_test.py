@@ -44,10 +44,10 @@ def build(seed=0):
     )
 
 
-def schedule(calibration):
+def schedule(calibration, step_scale=None):
     # 12 steps an epoch: calibration at 6, updates every 3 steps to 60.
     return RampedThresholdSchedule(
-        6, 24, 60, 3, target_sparsity=0.8, calibration=calibration
+        6, 24, 60, 3, target_sparsity=0.8, calibration=calibration, step_scale=step_scale
     )
 
 
@@ -62,24 +62,27 @@ def weights_of(model):
     return [keras.ops.convert_to_numpy(i.variable) for i in find_prunable_weights(model)]
 
 
-def uninterrupted(calibration, tmp_path):
+def uninterrupted(calibration, tmp_path, step_scale=None):
     model = build()
-    fit(model, [GradualPruning(schedule(calibration), state_path=str(tmp_path / "a.json"))], EPOCHS)
+    fit(model, [GradualPruning(schedule(calibration, step_scale),
+                               state_path=str(tmp_path / "a.json"))], EPOCHS)
     return weights_of(model)
 
 
-@pytest.mark.parametrize("calibration", ["begin", "track", "spread", "geometric"])
-def test_resume_from_keras_file_and_state_is_bit_identical(calibration, tmp_path):
-    reference = uninterrupted(calibration, tmp_path)
+@pytest.mark.parametrize("calibration, step_scale", [
+    ("begin", None), ("track", None), ("spread", None), ("geometric", None),
+    ("geometric", "fan_in")])
+def test_resume_from_keras_file_and_state_is_bit_identical(calibration, step_scale, tmp_path):
+    reference = uninterrupted(calibration, tmp_path, step_scale)
     state = str(tmp_path / "state.json")
     model = build()
-    fit(model, [GradualPruning(schedule(calibration), state_path=state)], HALF)
+    fit(model, [GradualPruning(schedule(calibration, step_scale), state_path=state)], HALF)
     assert 0 < sparsity_table(model, weights="recurrent").sparsity < 0.8  # mid-ramp
     model.save(str(tmp_path / "mid.keras"))
     restored = keras.saving.load_model(str(tmp_path / "mid.keras"))
     # Already sparse on disk: no strip step.
     assert sparsity_table(restored, weights="recurrent").sparsity > 0
-    fit(restored, [GradualPruning(schedule(calibration), state_path=state)],
+    fit(restored, [GradualPruning(schedule(calibration, step_scale), state_path=state)],
         EPOCHS, initial_epoch=HALF)
     for got, expected in zip(weights_of(restored), reference):
         np.testing.assert_array_equal(got == 0, expected == 0)

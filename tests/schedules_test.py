@@ -512,6 +512,43 @@ def test_regrow_is_a_serialised_boolean_that_reaches_the_updates():
         RampedThresholdSchedule(0, 10, 20, 5, target_sparsity=0.9, regrow=1)
 
 
+def test_fan_in_shrink_counts_the_inputs_live_outputs_lost():
+    full = np.ones((8, 12), bool)
+    assert schedules.fan_in_shrink(full) == 1.0
+    assert schedules.fan_in_shrink(np.zeros((8, 12), bool)) == 1.0
+    half = full.copy()
+    half[::2] = False  # every output keeps 4 of its 8 inputs
+    assert schedules.fan_in_shrink(half) == 2.0
+    # Whole units pruned: the dead outputs do not count, the live ones lost
+    # the 3 dead units' rows of the recurrent kernel (8 units, 4 gates).
+    units = np.ones((8, 32), bool)
+    units[[1, 4, 6]] = False
+    units[:, [g * 8 + u for g in range(4) for u in (1, 4, 6)]] = False
+    assert schedules.fan_in_shrink(units) == pytest.approx(8 / 5)
+    # A conv kernel: the inputs are every axis but the last.
+    conv = np.ones((3, 3, 4, 6), bool)
+    conv[0] = False
+    assert schedules.fan_in_shrink(conv) == pytest.approx(3 / 2)
+
+
+def test_step_scale_is_a_serialised_choice_with_capped_factors():
+    schedule = RampedThresholdSchedule(0, 10, 20, 5, target_sparsity=0.9, step_scale="fan_in")
+    assert RampedThresholdSchedule.from_config(schedule.get_config()) == schedule
+    assert "step_scale='fan_in'" in repr(schedule)
+    sparse = np.zeros((100, 300), bool)
+    sparse[0, :] = True  # one input left of 100: 100x
+    sparse[:2, :150] = True  # half the outputs keep 2: fewer than 100x overall
+    assert schedule.step_scales([np.ones((4, 4), bool), sparse]) == pytest.approx(
+        [1.0, 100 * 300 / 450])
+    sparser = np.zeros((1000, 2), bool)
+    sparser[0] = True
+    assert schedule.step_scales([sparser]) == [schedules.MAX_STEP_SCALE]
+    plain = RampedThresholdSchedule(0, 10, 20, 5, target_sparsity=0.9)
+    assert plain.step_scale is None and plain.step_scales([sparser]) == [1.0]
+    with pytest.raises(ValueError, match="step_scale='density'"):
+        RampedThresholdSchedule(0, 10, 20, 5, target_sparsity=0.9, step_scale="density")
+
+
 @pytest.mark.parametrize(
     "shapes, target",
     [

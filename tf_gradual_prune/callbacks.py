@@ -42,14 +42,19 @@ class _MaskConstraint:
     inside the compiled training step; so the mask costs one fused `where`
     per matrix and step, with no extra call from Python.
 
+    With `steps` (step scaling, see `RampedThresholdSchedule(step_scale=...)`),
+    a pair `(anchor, scale)`: the anchor holds the masked weights before the
+    update, so the step just taken is `W * M - anchor`, and it is taken
+    `scale` times (`scale - 1` more, so a scale of exactly 1 changes nothing).
+
     With a `shadow` (regrowth, see `RampedThresholdSchedule(regrow=True)`)
     the optimizer's update is also added to the dense shadow copy: the
     weights before the update were `shadow * M`, so the shadow becomes the
-    updated weights where `M` holds and `shadow + update` where it does not.
+    new weights where `M` holds and `shadow + update` where it does not.
     """
 
-    def __init__(self, mask, inner, shadow=None):
-        self.mask, self.inner, self.shadow = mask, inner, shadow
+    def __init__(self, mask, inner, shadow=None, steps=None):
+        self.mask, self.inner, self.shadow, self.steps = mask, inner, shadow, steps
 
     def __call__(self, weights):
         if self.inner is not None:
@@ -57,10 +62,16 @@ class _MaskConstraint:
         # Keras passes the variable itself: its value, on every backend.
         weights = keras.ops.convert_to_tensor(weights)
         mask = self.mask.value
+        kept = keras.ops.where(mask, weights, keras.ops.zeros_like(weights))
+        if self.steps is not None:
+            anchor, scale = self.steps
+            before = keras.ops.convert_to_tensor(anchor)
+            kept = kept + (keras.ops.convert_to_tensor(scale) - 1) * (kept - before)
+            anchor.assign(kept)
         if self.shadow is not None:
             shadow = keras.ops.convert_to_tensor(self.shadow)
-            self.shadow.assign(keras.ops.where(mask, weights, shadow + weights))
-        return keras.ops.where(mask, weights, keras.ops.zeros_like(weights))
+            self.shadow.assign(keras.ops.where(mask, kept, shadow + weights))
+        return kept
 
 
 class _Group:
@@ -103,6 +114,29 @@ class _Group:
                                name="shadow")
                 for item in items
             ]
+        # Step scaling: per matrix, the weights before the step and the
+        # factor (see `_MaskConstraint`); embeddings are looked up, not
+        # summed over, so their steps are not scaled.
+        self.steps = None
+        if getattr(self.rule, "step_scale", None) is not None:
+            if keras.backend.backend() == "jax":
+                warnings.warn(
+                    f"step_scale={self.rule.step_scale!r} keeps the weights before "
+                    "each step inside the training step, which JAX's stateless "
+                    "step cannot do: on this backend the optimizer's steps are "
+                    "not scaled. Use the TensorFlow or PyTorch backend for the "
+                    "recipe as measured, or step_scale=None to silence this.",
+                    stacklevel=4,
+                )
+            else:
+                self.steps = [
+                    None if item.kind == "embedding" else (
+                        keras.Variable(masking.to_numpy(item.variable), trainable=False,
+                                       name="step_anchor"),
+                        keras.Variable(np.ones((), item.variable.dtype),
+                                       trainable=False, name="step_scale"))
+                    for item in items
+                ]
         self.state = self.rule.init(
             self.magnitudes([masking.to_numpy(item.variable) for item in items])
         )
@@ -112,10 +146,26 @@ class _Group:
         return [masking.block_magnitudes(v, self.block_size) for v in values]
 
     def constrained(self):
-        """`(variable, mask, shadow)` for every variable the group masks."""
+        """`(variable, mask, shadow, steps)` for every variable the group
+        masks (see `_MaskConstraint`)."""
         shadows = self.shadows or [None] * len(self.items)
-        return [(item.variable, mask, shadow)
-                for item, mask, shadow in zip(self.items, self.masks, shadows)]
+        steps = self.steps or [None] * len(self.items)
+        return list(zip([item.variable for item in self.items], self.masks, shadows, steps))
+
+    def sync_steps(self, released=False):
+        """Points step scaling at the weights and masks in force: each
+        anchor takes its matrix's weights, each scale the rule's factor for
+        its mask (1 when `released`, so that training without the callback
+        takes the optimizer's steps as they are)."""
+        if self.steps is None:
+            return
+        pairs = [(item, mask, steps)
+                 for item, mask, steps in zip(self.items, self.masks, self.steps) if steps]
+        scales = ([1.0] * len(pairs) if released else
+                  self.rule.step_scales([masking.to_numpy(mask) for _, mask, _ in pairs]))
+        for (item, _, (anchor, scale)), value in zip(pairs, scales):
+            anchor.assign(masking.to_numpy(item.variable))
+            scale.assign(np.asarray(value, scale.dtype))
 
     def _values(self):
         """The weights as NumPy arrays (with regrowth: the shadows'); NaN or
@@ -147,16 +197,17 @@ class _Group:
     def release(self):
         """Keeps the masks aside and sets them to ones (see `hold`)."""
         if self.held is None:
-            masks = [mask for _, mask, _ in self.constrained()]
+            masks = [entry[1] for entry in self.constrained()]
             self.held = [masking.to_numpy(m) for m in masks]
             for mask in masks:
                 mask.assign(np.ones(mask.shape, bool))
+            self.sync_steps(released=True)
 
     def hold(self):
         """Puts the masks kept aside by `release` back in force."""
         if self.held is not None:
-            for (_, mask, _), values in zip(self.constrained(), self.held):
-                mask.assign(values)
+            for entry, values in zip(self.constrained(), self.held):
+                entry[1].assign(values)
             self.held = None
 
     def get_state(self):
@@ -197,6 +248,7 @@ class _Group:
         if update is None:
             return False
         self.apply(update, values())
+        self.sync_steps()
         return True
 
     def apply(self, update, values):
@@ -282,7 +334,8 @@ class _UnitGroup(_Group):
 
     def constrained(self):
         return super().constrained() + [
-            (c["bias"], c["bias_mask"], None) for c in self.cells if c["bias"] is not None
+            (c["bias"], c["bias_mask"], None, None) for c in self.cells
+            if c["bias"] is not None
         ]
 
     def _set_alive(self, cell, alive, values=None):
@@ -655,13 +708,15 @@ class GradualPruning(keras.callbacks.Callback):
         new = False
         for group in self._groups:
             group.hold()
-            for variable, mask, shadow in group.constrained():
+            # The weights may have changed since the last `fit` (e.g. loaded).
+            group.sync_steps()
+            for variable, mask, shadow, steps in group.constrained():
                 current = variable.constraint
                 if isinstance(current, _MaskConstraint) and current.mask is mask:
                     continue
                 if isinstance(current, _MaskConstraint):
                     current = current.inner  # another run's mask
-                variable.constraint = _MaskConstraint(mask, current, shadow)
+                variable.constraint = _MaskConstraint(mask, current, shadow, steps)
                 new = True
         if new or keras.backend.backend() == "jax":
             self.model.make_train_function(force=True)

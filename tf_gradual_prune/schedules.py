@@ -81,6 +81,17 @@ ALLOCATIONS = ("uniform", "erk", "lamp")
 #: kernel (at 98% a 12-feature LSTM(64) keeps 61 of its 3,072 input weights).
 DEFAULT_ALLOCATION = "lamp"
 
+#: How the optimizer's steps on a pruned matrix may be scaled (see
+#: `RampedThresholdSchedule(step_scale=...)`).
+STEP_SCALES = ("fan_in",)
+
+#: The step scaling of `for_training` unless told otherwise.
+DEFAULT_STEP_SCALE = None
+
+#: The largest factor `step_scale="fan_in"` multiplies a step by (a matrix
+#: at 99% or more sparsity is scaled as one at 99%).
+MAX_STEP_SCALE = 100.0
+
 
 def _latest_update(step, begin_step, end_step, frequency):
     """The update-step rule, the one place it is written: masks change at the
@@ -88,6 +99,29 @@ def _latest_update(step, begin_step, end_step, frequency):
     Returns the most recent such step at or before `step`, or `None`."""
     last = min(step, end_step - 1) // frequency * frequency
     return last if last > begin_step else None
+
+
+def fan_in_shrink(mask):
+    """How much a mask has shrunk the fan-in of its matrix's live outputs.
+
+    The last axis holds the outputs (a Keras kernel's layout), the others
+    the inputs: `inputs * live outputs / non-zeros`, where an output is
+    live if any of its weights is. For scattered pruning this is about
+    `1 / density`; with whole units pruned, it counts only the inputs the
+    surviving units lost. 1 for a full mask or an all-zero one.
+
+    Args:
+        mask: Boolean array, at least 2-D.
+
+    Returns:
+        A float >= 1.
+    """
+    mask = np.asarray(mask, bool)
+    mask = mask.reshape(-1, mask.shape[-1])
+    kept = int(np.count_nonzero(mask))
+    if kept == 0:
+        return 1.0
+    return mask.shape[0] * int(np.count_nonzero(mask.any(axis=0))) / kept
 
 
 def update_frequency(begin_step, end_step, updates):
@@ -338,6 +372,20 @@ class RampedThresholdSchedule:
             keeps more of its weights and large recurrent kernels fewer.
             `None` means `"lamp"` (`DEFAULT_ALLOCATION`). Not allowed with
             explicit slopes. Defaults to `None`.
+        step_scale: `"fan_in"` or `None`. Beyond the paper: with
+            `"fan_in"`, every optimizer step on a pruned matrix is
+            multiplied by how much the pruning has shrunk the fan-in of its
+            live outputs (`rows * live columns / non-zeros`, about
+            `1 / density`; at most `MAX_STEP_SCALE`), so that the few weights
+            left to each output move its pre-activation as fast as the dense
+            row did. With Adam-like optimizers, whose steps do not grow with
+            the gradient, a matrix at 98% otherwise relearns about 50 times
+            slower than the dense model it came from (see `docs/accuracy.md`,
+            "Step scaling"). Embeddings are not scaled (a row is looked up,
+            not summed over). The callback keeps one more copy of each
+            matrix (the weights before the step); on the JAX backend it
+            warns and does not scale. `None`: the optimizer's steps as they
+            are (the paper). Defaults to `None`.
 
     Raises:
         ValueError: for steps out of order, a `frequency` with no update
@@ -370,6 +418,7 @@ class RampedThresholdSchedule:
         calibration=None,
         regrow=False,
         allocation=None,
+        step_scale=None,
     ):
         self.begin_step = check_int("begin_step", begin_step, 0)
         self.ramp_step = check_int("ramp_step", ramp_step, 0)
@@ -409,6 +458,8 @@ class RampedThresholdSchedule:
         self.calibration = self._check_option("calibration", calibration, CALIBRATIONS)
         self.allocation = self._check_option("allocation", allocation, ALLOCATIONS)
         self.regrow = check_bool("regrow", regrow)
+        self.step_scale = check_choice("step_scale", step_scale, STEP_SCALES,
+                                       none_allowed=True)
 
     def _check_option(self, name, value, allowed):
         """A choice among `allowed` (or `None`) that applies only with
@@ -457,6 +508,7 @@ class RampedThresholdSchedule:
         ramp_slope_ratio=None,
         calibration=None,
         allocation=None,
+        step_scale="default",
     ):
         """Our default schedule for a run of known length.
 
@@ -493,6 +545,9 @@ class RampedThresholdSchedule:
                 (`"geometric"`); see the class. Defaults to `None`.
             allocation: One of `ALLOCATIONS` or `None` (`"lamp"`); see the
                 class. Defaults to `None`.
+            step_scale: `"default"` (`DEFAULT_STEP_SCALE`), one of
+                `STEP_SCALES`, or `None` (the optimizer's steps as they are);
+                see the class. Defaults to `"default"`.
 
         Returns:
             A calibrated `RampedThresholdSchedule`.
@@ -502,10 +557,12 @@ class RampedThresholdSchedule:
                 begin and end (it needs at least 4 optimizer steps), or if
                 the given `frequency` leaves no update step in the window.
         """
+        if step_scale == "default":
+            step_scale = DEFAULT_STEP_SCALE
         return cls._for_fractions(
             epochs, steps_per_epoch, DEFAULT_TIMING, DEFAULT_UPDATES,
             target_sparsity, frequency, ramp_slope_ratio, calibration,
-            allocation)
+            allocation, step_scale)
 
     @classmethod
     def paper(
@@ -565,12 +622,12 @@ class RampedThresholdSchedule:
         return cls._for_fractions(
             epochs, steps_per_epoch, timing, PAPER_SHORT_RUN_UPDATES,
             target_sparsity, frequency, ramp_slope_ratio, calibration,
-            allocation)
+            allocation, None)
 
     @classmethod
     def _for_fractions(cls, epochs, steps_per_epoch, timing, updates,
                        target_sparsity, frequency, ramp_slope_ratio,
-                       calibration, allocation):
+                       calibration, allocation, step_scale):
         """A calibrated schedule whose begin, ramp and end steps are the
         `timing` fractions of `epochs * steps_per_epoch`; without
         `frequency`, about `updates` mask updates between begin and end
@@ -606,6 +663,7 @@ class RampedThresholdSchedule:
             ramp_slope_ratio=ramp_slope_ratio,
             calibration=calibration,
             allocation=allocation,
+            step_scale=step_scale,
         )
 
     @property
@@ -929,6 +987,14 @@ class RampedThresholdSchedule:
         update = MaskUpdate("threshold", thresholds, regrow=self.regrow)
         return update, dict(state, thresholds=update.values)
 
+    def step_scales(self, masks):
+        """Per mask, the factor its matrix's optimizer steps are multiplied
+        by (see `step_scale`): `fan_in_shrink(mask)`, at most
+        `MAX_STEP_SCALE`; all 1 with `step_scale=None`."""
+        if self.step_scale is None:
+            return [1.0] * len(masks)
+        return [min(fan_in_shrink(mask), MAX_STEP_SCALE) for mask in masks]
+
     def get_config(self):
         return {
             "begin_step": self.begin_step,
@@ -942,6 +1008,7 @@ class RampedThresholdSchedule:
             "calibration": self.calibration,
             "regrow": self.regrow,
             "allocation": self.allocation,
+            "step_scale": self.step_scale,
         }
 
     @classmethod
