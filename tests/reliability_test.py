@@ -192,7 +192,8 @@ MIRRORED = textwrap.dedent(
             model.compile(keras.optimizers.SGD(0.1),
                           keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         schedule = tgp.RampedThresholdSchedule(6, 24, 60, 3, target_sparsity=0.8,
-                                               allocation="uniform")
+                                               allocation="uniform",
+                                               step_scale=json.loads(sys.argv[2]))
         model.fit(x, y, batch_size=8, epochs=6, shuffle=False, verbose=0,
                   callbacks=[tgp.GradualPruning(schedule)])
         out = []
@@ -222,8 +223,9 @@ def run_script(code, *args, env=None, timeout=600):
 
 
 @TF_ONLY
-def test_mirrored_strategy_on_two_logical_cpus_matches_one_device():
-    result = run_script(MIRRORED, os.path.join(REPO, "tests"))
+@pytest.mark.parametrize("step_scale", [None, "fan_in"])
+def test_mirrored_strategy_on_two_logical_cpus_matches_one_device(step_scale):
+    result = run_script(MIRRORED, os.path.join(REPO, "tests"), json.dumps(step_scale))
     assert result["replicas"] == 2
     for replicas, single in zip(result["mirrored"], result["single"]):
         replicas = [np.array(r) for r in replicas]

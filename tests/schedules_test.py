@@ -205,6 +205,12 @@ def test_for_training_default_timing_and_frequency():
         10, 40, frequency=20, calibration="track"
     )
     assert (explicit_one.frequency, explicit_one.calibration_mode) == (20, "track")
+    # Steps on pruned matrices are scaled by default, not in the paper's rule.
+    assert schedule.step_scale == schedules.DEFAULT_STEP_SCALE == "fan_in"
+    assert RampedThresholdSchedule.for_training(10, 40, step_scale=None).step_scale is None
+    assert RampedThresholdSchedule.paper(10, 40).step_scale is None
+    with pytest.raises(ValueError, match="step_scale='auto'"):
+        RampedThresholdSchedule.for_training(10, 40, step_scale="auto")
 
 
 def test_for_training_runs_on_short_trainings():

@@ -1,5 +1,6 @@
 """The pruning callback: gradual magnitude pruning during `model.fit`."""
 
+import contextlib
 import copy
 import importlib.util
 import json
@@ -74,6 +75,24 @@ class _MaskConstraint:
         return kept
 
 
+def _step_variables(variable):
+    """`(anchor, scale)` for step scaling `variable` (see `_MaskConstraint`).
+
+    Under a `tf.distribute` strategy each replica runs the constraint: the
+    two are then created in the strategy's scope, so that every replica
+    keeps its own anchor, and updated from the first replica's value (all
+    replicas hold the same weights after the all-reduce).
+    """
+    strategy = getattr(variable.value, "distribute_strategy", None)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        return (
+            keras.Variable(masking.to_numpy(variable), trainable=False,
+                           aggregation="only_first_replica", name="step_anchor"),
+            keras.Variable(np.ones((), variable.dtype), trainable=False,
+                           aggregation="only_first_replica", name="step_scale"),
+        )
+
+
 class _Group:
     """One rule, the matrices it prunes, their masks and the rule's state."""
 
@@ -130,11 +149,7 @@ class _Group:
                 )
             else:
                 self.steps = [
-                    None if item.kind == "embedding" else (
-                        keras.Variable(masking.to_numpy(item.variable), trainable=False,
-                                       name="step_anchor"),
-                        keras.Variable(np.ones((), item.variable.dtype),
-                                       trainable=False, name="step_scale"))
+                    None if item.kind == "embedding" else _step_variables(item.variable)
                     for item in items
                 ]
         self.state = self.rule.init(
