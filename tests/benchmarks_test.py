@@ -309,7 +309,8 @@ def test_trajectory_diagnosis_of_a_known_row():
 def test_trajectory_variants_and_default_share_one_schedule():
     # The "late begin, geometric" variant is for_training's default at the
     # sweep's budget (10 epochs of 40 steps) with 20 updates (every 8 steps,
-    # the default before 80 updates won); the "late timing" ones differ from
+    # the default before 80 updates won) and without step scaling (the
+    # default before it won); the "late timing" ones differ from
     # it only in their begin and ramp (the first default's timing).
     import trajectory
 
@@ -322,7 +323,7 @@ def test_trajectory_variants_and_default_share_one_schedule():
         "ramped", 10, 40, 0.9, keywords["frequency"], timing=keywords["timing"],
         calibration=keywords["calibration"])
     assert ours.get_config() == dict(default.get_config(), calibration="geometric",
-                                     frequency=8)
+                                     frequency=8, step_scale=None)
     assert default.frequency == 2
     late = variants["late timing, geometric"]
     first = speech_bench.pruning_schedule(
