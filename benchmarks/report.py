@@ -34,6 +34,10 @@ SECTIONS = [
                                 "or one per step)"),
     ("trajectory_george_freq", "Diagnosis, george: how many mask updates (20, 80 or "
                                "one per step)"),
+    ("trajectory_jackson_steps", "Diagnosis, jackson: the default with fan-in step "
+                                 "scaling (before it became the default)"),
+    ("trajectory_george_steps", "Diagnosis, george: the default with fan-in step "
+                                "scaling (before it became the default)"),
     ("speech", "Speech: FSDD digit strings, held-out speaker (CTC, CER)"),
     ("speech_masked", "Speech on the masked recogniser with the library's default: "
                       "larger and sparse against smaller and dense"),
@@ -44,6 +48,10 @@ SECTIONS = [
     ("classify", "Beyond FSDD: JapaneseVowels sequence classification, every method"),
     ("classify_ItalyPowerDemand", "Allocation: ItalyPowerDemand, one input feature "
                                   "(validation for the default's allocation)"),
+    ("classify_BasicMotions", "BasicMotions (six motion sensors), 60 steps: the default "
+                              "with and without step scaling, one-shot and L1"),
+    ("classify_BasicMotions_150", "BasicMotions at 98%, 300 steps"),
+    ("classify_GunPoint_150", "GunPoint (one input feature) at 98%, 450 steps"),
     ("sensitivity", "Sensitivity of the ramped threshold to its hyperparameters (speech task)"),
     ("lm", "Beyond speech: Penn Treebank word-level language model (perplexity)"),
     ("lm_seeds", "Penn Treebank over three seeds: the default, one-shot, L1 and the dense "
@@ -52,6 +60,8 @@ SECTIONS = [
     ("lm_seed2", "Penn Treebank, seed 2 (one of the runs lm_seeds puts together)"),
     ("lm_13", "Penn Treebank at Zaremba et al.'s full budget, 13 epochs: dense and the "
               "default at 90%"),
+    ("lm_steps", "Penn Treebank: the default with fan-in step scaling, seed 0 "
+                 "(validation experiment before it became the default)"),
     ("lm_timing_late", "Penn Treebank: the default with a later timing, 40% / 55% / 85% "
                        "(validation experiment)"),
     ("calibration", "Calibration: does the ramp land on the target sparsity?"),
