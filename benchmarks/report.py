@@ -52,6 +52,9 @@ SECTIONS = [
                               "with and without step scaling, one-shot and L1"),
     ("classify_BasicMotions_150", "BasicMotions at 98%, 300 steps"),
     ("classify_GunPoint_150", "GunPoint (one input feature) at 98%, 450 steps"),
+    ("classify_ItalyPowerDemand_lr1e-2", "ItalyPowerDemand with Adam at 1e-2 (diagnosis: "
+                                         "the pruned model learns too slowly at 1e-3)"),
+    ("classify_BasicMotions_lr1e-2", "BasicMotions with Adam at 1e-2 (the same diagnosis)"),
     ("sensitivity", "Sensitivity of the ramped threshold to its hyperparameters (speech task)"),
     ("lm", "Beyond speech: Penn Treebank word-level language model (perplexity)"),
     ("lm_seeds", "Penn Treebank over three seeds: the default, one-shot, L1 and the dense "
