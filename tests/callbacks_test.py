@@ -542,7 +542,7 @@ def test_step_scale_multiplies_each_step_on_a_pruned_matrix_by_its_fan_in_shrink
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         # One mask update, after the second step.
         schedule = RampedThresholdSchedule(0, 2, 4, 2, target_sparsity=0.8,
-                                           step_scale=step_scale)
+                                           allocation="uniform", step_scale=step_scale)
         callback = GradualPruning(schedule)
         model.fit(X[:16], Y[:16], batch_size=8, shuffle=False, verbose=0, callbacks=[callback])
         before = [keras.ops.convert_to_numpy(i.variable) for i in find_prunable_weights(model)]
