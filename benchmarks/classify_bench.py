@@ -111,7 +111,7 @@ def run_one(task, units, method, target, seed, args, rounds=3, l1=1e-4, options=
     keras.utils.set_random_seed(seed)
     steps = int(np.ceil(len(task.x) / args.batch_size))
     model = build(task, units, keras.regularizers.L1(l1) if method == "l1" else None,
-                  getattr(args, "learning_rate", 1e-3))
+                  args.learning_rate)
     schedule = (None if method == "dense" else speech_bench.pruning_schedule(
         method, args.epochs, steps, target, args.frequency, rounds, options=options))
     epochs = args.epochs + (rounds * (args.epochs // 2) if method == "prune_retrain" else 0)
