@@ -250,6 +250,8 @@ def main(argv=None):
             parser.error(f"--targets must lie in (0, 1). Received: {target}")
     if args.epochs < 4:
         parser.error(f"--epochs must be >= 4 (the paper's timing). Received: {args.epochs}")
+    if args.learning_rate <= 0:
+        parser.error(f"--learning-rate must be > 0. Received: {args.learning_rate}")
     if args.quick:
         args.seeds, args.targets, args.epochs, args.units = args.seeds[:1], [0.9], 6, 16
         args.small_units, args.frequency = 8, 5

@@ -350,6 +350,7 @@ def test_compare_gives_prune_and_retrain_the_budget_when_asked(capsys, monkeypat
 @pytest.mark.parametrize("script, argv, message", [
     ("classify_bench", ["--targets", "1.2"], "--targets must lie in (0, 1). Received: 1.2"),
     ("classify_bench", ["--epochs", "3"], "--epochs must be >= 4"),
+    ("classify_bench", ["--learning-rate", "0"], "--learning-rate must be > 0. Received: 0.0"),
     ("trajectory", ["--targets", "0"], "--targets must lie in (0, 1). Received: 0.0"),
     ("tuning_pareto", ["--sparsity", "0.9", "0.5"],
      "--sparsity must be LOW HIGH with 0 < LOW < HIGH < 1. Received: 0.9 0.5"),
