@@ -10,7 +10,8 @@ aeon ships, `pip install --no-deps aeon==1.6.0`, or `--data-dir` holding
 `JapaneseVowels/`). The 270 training utterances are split once into 207 for
 training and 63 (7 per speaker) for validation; the 370 test utterances are
 only reported. Model: masking, LSTM(`--units`), softmax; Adam at
-`--learning-rate` (1e-3; another rate goes to another `--name`), batch 16,
+`--learning-rate` (1e-3; another rate goes to another `--name`), gradients
+clipped to norm `--clipnorm` if given (likewise), batch 16,
 `--epochs` (30) epochs. Pruned: the LSTM's two kernels.
 
 `--task` picks another problem of the archive (results then in
@@ -45,7 +46,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 METHODS = ("default", "ramped", "agp", "one_shot", "l1", "prune_retrain")
 SAME_RUN = ("data_dir", "task", "validation", "epochs", "units", "small_units", "batch_size",
             "frequency", "quick")
-# (`--learning-rate` is not among them, so that files written before it
+# (`--learning-rate` and `--clipnorm` are not among them, so that files written before it
 # existed still resume: a run at another rate goes to another `--name`.)
 #: Share of each class's training utterances held out for validation (60 of
 #: JapaneseVowels' 270: 7 per speaker).
@@ -88,7 +89,7 @@ class Task:
         self.name = name
 
 
-def build(task, units, regularizer=None, learning_rate=1e-3):
+def build(task, units, regularizer=None, learning_rate=1e-3, clipnorm=None):
     import keras
 
     model = keras.Sequential([
@@ -98,7 +99,7 @@ def build(task, units, regularizer=None, learning_rate=1e-3):
                           recurrent_regularizer=regularizer),
         keras.layers.Dense(len(task.classes), activation="softmax"),
     ])
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=clipnorm),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
@@ -111,7 +112,7 @@ def run_one(task, units, method, target, seed, args, rounds=3, l1=1e-4, options=
     keras.utils.set_random_seed(seed)
     steps = int(np.ceil(len(task.x) / args.batch_size))
     model = build(task, units, keras.regularizers.L1(l1) if method == "l1" else None,
-                  args.learning_rate)
+                  args.learning_rate, args.clipnorm)
     schedule = (None if method == "dense" else speech_bench.pruning_schedule(
         method, args.epochs, steps, target, args.frequency, rounds, options=options))
     epochs = args.epochs + (rounds * (args.epochs // 2) if method == "prune_retrain" else 0)
@@ -142,7 +143,9 @@ def table(rows, args, pending):
         f"{rows[0]['task'] if rows else 'JapaneseVowels'} (time-series archive, files from "
         f"the PyPI package aeon): {' / '.join(map(str, rows[0]['sizes'] if rows else []))} "
         f"training / validation / test utterances, "
-        f"LSTM({args.units}) classifier, Adam {args.learning_rate:g}, batch {args.batch_size}, "
+        f"LSTM({args.units}) classifier, Adam {args.learning_rate:g}"
+        f"{'' if args.clipnorm is None else f' (gradients clipped to norm {args.clipnorm:g})'}, "
+        f"batch {args.batch_size}, "
         f"{args.epochs} epochs (prune-and-retrain: 2.5 times the steps); pruned: the LSTM kernels. "
         f"Seeds {args.seeds}. Error = 1 - accuracy, mean ± sample std over seeds, and per "
         "seed. Nothing was chosen on the test split; the default's allocation (`lamp`) was "
@@ -228,6 +231,8 @@ def main(argv=None):
     parser.add_argument("--small-units", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--clipnorm", type=float, default=None,
+                        help="clip each gradient to this norm (Adam's clipnorm; default: none)")
     parser.add_argument("--frequency", type=int, default=20,
                         help="steps between mask updates of the paper's rule and AGP")
     parser.add_argument("--task", default="JapaneseVowels",
@@ -252,6 +257,8 @@ def main(argv=None):
         parser.error(f"--epochs must be >= 4 (the paper's timing). Received: {args.epochs}")
     if args.learning_rate <= 0:
         parser.error(f"--learning-rate must be > 0. Received: {args.learning_rate}")
+    if args.clipnorm is not None and args.clipnorm <= 0:
+        parser.error(f"--clipnorm must be > 0. Received: {args.clipnorm}")
     if args.quick:
         args.seeds, args.targets, args.epochs, args.units = args.seeds[:1], [0.9], 6, 16
         args.small_units, args.frequency = 8, 5

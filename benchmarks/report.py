@@ -52,6 +52,8 @@ SECTIONS = [
                               "with and without step scaling, one-shot and L1"),
     ("classify_BasicMotions_150", "BasicMotions at 98%, 300 steps"),
     ("classify_GunPoint_150", "GunPoint (one input feature) at 98%, 450 steps"),
+    ("classify_GunPoint_150_clip", "GunPoint at 98%, 450 steps, gradients clipped to norm 1, "
+                                   "every method and a dense model with as many weights"),
     ("classify_ItalyPowerDemand_lr1e-2", "ItalyPowerDemand with Adam at 1e-2 (diagnosis: "
                                          "the pruned model learns too slowly at 1e-3)"),
     ("classify_BasicMotions_lr1e-2", "BasicMotions with Adam at 1e-2 (the same diagnosis)"),

@@ -347,10 +347,22 @@ def test_compare_gives_prune_and_retrain_the_budget_when_asked(capsys, monkeypat
     assert "--epochs divisible by 5" in capsys.readouterr().err
 
 
+def test_classify_bench_model_clips_its_gradients_when_asked():
+    import classify_bench
+    import numpy as np
+
+    task = type("Task", (), {"x": np.zeros((4, 7, 3), np.float32), "classes": ["a", "b"]})
+    assert classify_bench.build(task, 4).optimizer.clipnorm is None
+    clipped = classify_bench.build(task, 4, learning_rate=0.01, clipnorm=1.5)
+    assert clipped.optimizer.clipnorm == 1.5
+    assert float(clipped.optimizer.learning_rate) == pytest.approx(0.01)
+
+
 @pytest.mark.parametrize("script, argv, message", [
     ("classify_bench", ["--targets", "1.2"], "--targets must lie in (0, 1). Received: 1.2"),
     ("classify_bench", ["--epochs", "3"], "--epochs must be >= 4"),
     ("classify_bench", ["--learning-rate", "0"], "--learning-rate must be > 0. Received: 0.0"),
+    ("classify_bench", ["--clipnorm", "-1"], "--clipnorm must be > 0. Received: -1.0"),
     ("trajectory", ["--targets", "0"], "--targets must lie in (0, 1). Received: 0.0"),
     ("tuning_pareto", ["--sparsity", "0.9", "0.5"],
      "--sparsity must be LOW HIGH with 0 < LOW < HIGH < 1. Received: 0.9 0.5"),
