@@ -24,10 +24,7 @@ from common import save_results
 from tqdm import tqdm
 
 import tf_gradual_prune as tgp
-from tf_gradual_prune import (
-    datasets,
-    files,
-)
+from tf_gradual_prune import datasets, files, speech_data
 
 
 def load_tasks(args):
@@ -40,7 +37,7 @@ def load_tasks(args):
         tasks["synthetic"] = datasets.synthetic_sequences()
     data_dir = args.data_dir or os.environ.get(datasets.DATA_DIR_ENV)
     if data_dir and os.path.isdir(data_dir):
-        tasks["fsdd"] = datasets.fsdd_digits(data_dir, split="official")
+        tasks["fsdd"] = speech_data.fsdd_digits(data_dir, split="official")
     else:
         print("no data folder (--data-dir / TFGP_DATA_DIR): synthetic task only")
     return tasks

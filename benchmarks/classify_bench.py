@@ -4,7 +4,7 @@
         [--methods ...] [--allocations erk lamp uniform] [--step-scales none fan_in]
         [--quick] [--resume]
 
-The time-series archive's JapaneseVowels (`datasets.ts_classification`:
+The time-series archive's JapaneseVowels (`timeseries_data.ts_classification`:
 nine speakers, 7-29 frames of 12 LPC coefficients; the files the PyPI package
 aeon ships, `pip install --no-deps aeon==1.6.0`, or `--data-dir` holding
 `JapaneseVowels/`). The 270 training utterances are split once into 207 for
@@ -66,9 +66,9 @@ class Task:
     """JapaneseVowels, split and normalised once for every row."""
 
     def __init__(self, data_dir, name="JapaneseVowels", validation=VALIDATION_SHARE):
-        from tf_gradual_prune import datasets
+        from tf_gradual_prune import timeseries_data
 
-        (x, y), (xt, yt), self.classes = datasets.ts_classification(name, data_dir)
+        (x, y), (xt, yt), self.classes = timeseries_data.ts_classification(name, data_dir)
         rng = np.random.default_rng(0)  # the split is fixed, whatever the row's seed
         held = np.zeros(len(y), bool)
         for label in np.unique(y):

@@ -310,15 +310,15 @@ def main(argv=None):
 
         # for_training and common.default_recipe read the module's constant.
         schedules.DEFAULT_TIMING = (begin, ramp, end)
-    from tf_gradual_prune import datasets
+    from tf_gradual_prune import lm_data
 
-    corpus = datasets.ptb(args.data_dir)
+    corpus = lm_data.ptb(args.data_dir)
     train = corpus.train
     if args.quick:
         train, args.units, args.large_units, args.frequency = train[:60000], 32, 64, 10
         args.targets, args.epochs = [0.9], 4
     vocabulary = len(corpus.vocabulary)
-    batches = tuple(datasets.lm_batches(ids, args.batch_size, args.steps)
+    batches = tuple(lm_data.lm_batches(ids, args.batch_size, args.steps)
                     for ids in (train, corpus.valid, corpus.test))
     large_target = 1 - pruned_size(args.units, vocabulary) / pruned_size(
         args.large_units or args.units, vocabulary)

@@ -56,7 +56,7 @@ class SpeechTask:
 
     def __init__(self, data_dir, train_size, test_size, max_digits, batch_size, data_seed=0,
                  split="test", held_out=None):
-        from tf_gradual_prune import datasets, speech
+        from tf_gradual_prune import speech, speech_data
 
         if split not in SPLITS:
             raise ValueError(f"`split` must be one of {SPLITS}. Received: split={split!r}")
@@ -65,12 +65,12 @@ class SpeechTask:
                              f"Received: held_out={held_out!r}, split={split!r}")
         source = "fsdd" if data_dir else "synthetic"
         if split == "test":
-            (waves, texts), (test_waves, test_texts) = datasets.speech_digits(
+            (waves, texts), (test_waves, test_texts) = speech_data.speech_digits(
                 source, data_dir=data_dir, train_size=train_size, test_size=test_size,
                 max_digits=max_digits, seed=data_seed)
         else:
-            recordings = (datasets.fsdd_recordings(data_dir) if data_dir
-                          else datasets.synthetic_digit_recordings(seed=data_seed))
+            recordings = (speech_data.fsdd_recordings(data_dir) if data_dir
+                          else speech_data.synthetic_digit_recordings(seed=data_seed))
             speakers = sorted({r.speaker for r in recordings})
             if held_out is None:
                 held_out = speakers[-2]
@@ -80,10 +80,10 @@ class SpeechTask:
                     f"{speakers[-1]!r} is never used for validation). Received: "
                     f"held_out={held_out!r}")
             kept = [r for r in recordings if r.speaker != speakers[-1]]
-            train, scored = datasets.split_recordings(kept, "speaker", held_out)
+            train, scored = speech_data.split_recordings(kept, "speaker", held_out)
             options = dict(max_digits=max_digits)
-            waves, texts = datasets.digit_strings(train, train_size, seed=data_seed, **options)
-            test_waves, test_texts = datasets.digit_strings(scored, test_size,
+            waves, texts = speech_data.digit_strings(train, train_size, seed=data_seed, **options)
+            test_waves, test_texts = speech_data.digit_strings(scored, test_size,
                                                             seed=data_seed + 1, **options)
         self.split, self.held_out, self.source = split, held_out, source
         # The library's speech recipe: features, labels, batches.

@@ -4,12 +4,12 @@ import keras
 import numpy as np
 import pytest
 
-from tf_gradual_prune import GradualPruning, RampedThresholdSchedule, datasets, sparsity_table
+from tf_gradual_prune import GradualPruning, RampedThresholdSchedule, sparsity_table, speech_data
 
 
 @pytest.fixture(scope="module")
 def fsdd(data_dir):
-    return datasets.fsdd_digits(data_dir, split="official")
+    return speech_data.fsdd_digits(data_dir, split="official")
 
 
 def train(data, schedule, epochs, seed=0):

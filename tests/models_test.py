@@ -329,11 +329,11 @@ def test_perplexity_is_exp_of_mean_cross_entropy():
 
 
 def test_language_model_learns_and_prunes_lstm_and_output():
-    from tf_gradual_prune import datasets
+    from tf_gradual_prune import lm_data
 
     # A repeating "sentence": perfectly predictable after one pass.
     ids = np.tile(np.arange(12), 200)
-    x, y = datasets.lm_batches(ids, batch_size=4, steps=10)
+    x, y = lm_data.lm_batches(ids, batch_size=4, steps=10)
     keras.utils.set_random_seed(0)
     model = models.language_model(12, units=16, stateful=True, batch_size=4, steps=10)
     model.compile(optimizer=keras.optimizers.Adam(1e-2),

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("tensorflow_io")
 import tf_gradual_prune as tgp
-from tf_gradual_prune import audio, datasets, models, speech
+from tf_gradual_prune import audio, models, speech, speech_data
 
 
 def write_manifest(folder, waves, texts, name):
@@ -31,7 +31,7 @@ def write_manifest(folder, waves, texts, name):
 
 
 def test_manifest_to_pruned_ctc_model_to_tflite(tmp_path):
-    (waves, texts), (test_waves, test_texts) = datasets.speech_digits(
+    (waves, texts), (test_waves, test_texts) = speech_data.speech_digits(
         train_size=48, test_size=8, max_digits=3)
     train_csv = write_manifest(tmp_path / "audio", waves, texts, "train")
     test_csv = write_manifest(tmp_path / "audio", test_waves, test_texts, "test")

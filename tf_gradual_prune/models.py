@@ -572,7 +572,7 @@ def language_model(vocabulary_size, units=200, layers=2, dropout=0.0, tie_weight
         steps: Integer or `None`, the words per sequence. A stateful model
             needs it.
         stateful: Boolean. Carry the LSTM state from one batch to the next,
-            as in the standard setup (see `datasets.lm_batches` and
+            as in the standard setup (see `lm_data.lm_batches` and
             `ResetStates`).
 
     Returns:

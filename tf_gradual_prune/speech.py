@@ -2,7 +2,7 @@
 labels, and the recogniser that learns them.
 
 One place for what the demo (`tf-gradual-prune demo`), the speech benchmarks
-and the speech tests share: the strings come from `datasets.speech_digits`
+and the speech tests share: the strings come from `speech_data.speech_digits`
 (or any waves and transcripts), `audio.AudioFeatures` turns them into
 log-mel frames, the alphabet `DIGITS` into CTC labels, `audio.feature_dataset`
 into padded batches, and `models.speech_model` is the recogniser, compiled
@@ -22,7 +22,7 @@ print(tf_gradual_prune.models.error_rates(model, task.test, task.alphabet))
 ```
 """
 
-from tf_gradual_prune import audio, datasets, models
+from tf_gradual_prune import audio, models, speech_data
 
 #: The characters of a digit string: the ten digits and the space between them.
 DIGITS = "0123456789 "
@@ -33,7 +33,7 @@ class DigitStrings:
     split, their log-mel features, transcripts and labels.
 
     Build it with `DigitStrings.load(...)` (digit strings of
-    `datasets.speech_digits`: the embedded synthetic voices or FSDD) or
+    `speech_data.speech_digits`: the embedded synthetic voices or FSDD) or
     directly from waves and transcripts.
 
     Args:
@@ -72,13 +72,13 @@ class DigitStrings:
     @classmethod
     def load(cls, source="synthetic", data_dir=None, download=False, train_size=1200,
              test_size=400, max_digits=7, seed=0, batch_size=32, verbose=True):
-        """Digit strings of `datasets.speech_digits` (training strings from
+        """Digit strings of `speech_data.speech_digits` (training strings from
         five speakers, test strings from the sixth), featurised.
 
         Args:
             source: `"synthetic"` (embedded, no files) or `"fsdd"`.
-            data_dir: For `"fsdd"`, see `datasets.fsdd_recordings`.
-            download: For `"fsdd"`, see `datasets.fsdd_recordings`.
+            data_dir: For `"fsdd"`, see `speech_data.fsdd_recordings`.
+            download: For `"fsdd"`, see `speech_data.fsdd_recordings`.
             train_size: Integer, training strings.
             test_size: Integer, test strings.
             max_digits: Integer >= 1, the most digits of a string.
@@ -89,7 +89,7 @@ class DigitStrings:
         Returns:
             A `DigitStrings`.
         """
-        train, test = datasets.speech_digits(
+        train, test = speech_data.speech_digits(
             source, data_dir=data_dir, download=download, train_size=train_size,
             test_size=test_size, max_digits=max_digits, seed=seed)
         return cls(train, test, batch_size=batch_size, verbose=verbose)
