@@ -6,7 +6,7 @@ pruned GRU per (calibration mode, target sparsity), with the paper's timing
 against the target, and the test accuracy against the dense model's, side by
 side from one run.
 
-    python benchmarks/calibration_bench.py [--quick] [--data-dir ../shared/data]
+    python -m benchmarks.calibration_bench [--quick] [--data-dir ../shared/data]
 
 Writes `calibration.json`, `calibration.md` and `calibration.png` into
 `--output-dir` (default `benchmarks/results`).
@@ -14,17 +14,21 @@ Writes `calibration.json`, `calibration.md` and `calibration.png` into
 
 import argparse
 import os
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 import numpy as np
-from common import save_results
 from tqdm import tqdm
 
 import tf_gradual_prune as tgp
 from tf_gradual_prune import datasets, files, speech_data
+
+if not __package__:  # run as a file (python benchmarks/<name>.py): the package from the root
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common
 
 
 def load_tasks(args):
@@ -128,9 +132,9 @@ def main(argv=None):
     print(table)
 
     prefix = os.path.join(args.output_dir, "calibration" + ("_quick" if args.quick else ""))
-    save_results(
+    common.save_results(
         prefix,
-        "python benchmarks/calibration_bench.py" + (" --quick" if args.quick else ""),
+        "python -m benchmarks.calibration_bench" + (" --quick" if args.quick else ""),
         vars(args), rows,
         f"Settings: {args.epochs} epochs, GRU({args.units}), batch "
         f"{args.batch_size}, seeds {args.seeds}.\n\n{table}",

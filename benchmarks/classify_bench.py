@@ -1,6 +1,6 @@
 """Beyond FSDD: every pruning method on a sequence-classification task.
 
-    python benchmarks/classify_bench.py [--data-dir FOLDER] [--task NAME] [--targets 0.9 0.98]
+    python -m benchmarks.classify_bench [--data-dir FOLDER] [--task NAME] [--targets 0.9 0.98]
         [--methods ...] [--allocations erk lamp uniform] [--step-scales none fan_in]
         [--quick] [--resume]
 
@@ -25,7 +25,7 @@ Rows, every one over `--seeds` (0 1 2) and at the same step budget unless
 said: dense LSTM(`--units`) and LSTM(`--small-units`); at every `--targets`
 sparsity the library's default (`for_training` with nothing else set), the
 paper's rule (its timing, "track" calibration), AGP, one-shot, L1, and
-prune-and-retrain (2.5 times the steps), as `speech_bench.pruning_schedule`
+prune-and-retrain (2.5 times the steps), as `common.pruning_schedule`
 defines them for the speech task. Rows are saved as they finish; `--resume`
 reuses them. Writes benchmarks/results/classify.{json,md,png}
 (`classify_quick.*` with --quick).
@@ -38,9 +38,9 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common
-import speech_bench
+if not __package__:  # run as a file (python benchmarks/<name>.py): the package from the root
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 METHODS = ("default", "ramped", "agp", "one_shot", "l1", "prune_retrain")
@@ -113,7 +113,7 @@ def run_one(task, units, method, target, seed, args, rounds=3, l1=1e-4, options=
     steps = int(np.ceil(len(task.x) / args.batch_size))
     model = build(task, units, keras.regularizers.L1(l1) if method == "l1" else None,
                   args.learning_rate, args.clipnorm)
-    schedule = (None if method == "dense" else speech_bench.pruning_schedule(
+    schedule = (None if method == "dense" else common.pruning_schedule(
         method, args.epochs, steps, target, args.frequency, rounds, options=options))
     epochs = args.epochs + (rounds * (args.epochs // 2) if method == "prune_retrain" else 0)
     callbacks = [] if schedule is None else [tgp.GradualPruning(schedule)]
@@ -285,7 +285,7 @@ def main(argv=None):
         row["cer"] = 1 - row["test_accuracy"]  # what train_rows prints
         return row
 
-    speech_bench.run_and_publish(
+    common.run_and_publish(
         prefix, args, SAME_RUN, todo, train,
         lambda saved, pending: publish(prefix, command, args, saved, pending))
     return 0

@@ -1,4 +1,6 @@
-"""What every benchmark script saves beside its figures."""
+"""The code every benchmark shares: what each saves beside its figures, the
+pruning methods they compare (`pruning_schedule`), and the resumable loop
+that trains their rows one by one (`run_and_publish`)."""
 
 import json
 import os
@@ -9,6 +11,8 @@ import sys
 
 from tf_gradual_prune import files
 
+#: The repository's root, from where `python -m benchmarks.<name>` runs.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def software_versions():
     import keras
@@ -70,7 +74,8 @@ RUN_CONTROL = ("--resume", "--resume-from")
 def command_line(script, argv):
     """The command that reproduces a script's figures, for its results file.
 
-    `script` is the file name in benchmarks/; `argv` its arguments without
+    `script` is the file name in benchmarks/ (`python -m benchmarks.<its
+    stem>` runs it from the repository's root); `argv` its arguments without
     the run-control options (`RUN_CONTROL`, with their values): a resumed
     run's rows are those of the same command run from scratch.
     """
@@ -80,7 +85,8 @@ def command_line(script, argv):
             dropping = arg.split("=")[0] in RUN_CONTROL
         if not dropping:
             kept.append(arg)
-    return " ".join(["python", f"benchmarks/{script}"] + [shlex.quote(a) for a in kept])
+    module = "benchmarks." + os.path.splitext(script)[0]
+    return " ".join(["python", "-m", module] + [shlex.quote(a) for a in kept])
 
 
 def save_results(prefix, command, settings, rows, markdown):
@@ -148,20 +154,18 @@ def finished_rows(path, settings, same_run, key=lambda row: row["name"]):
 
 
 def in_subprocess(module, function, *args):
-    """Runs `module.function(*args)` (a benchmarks/ script) in a fresh Python.
+    """Runs `benchmarks.<module>.function(*args)` in a fresh Python.
 
     For code that must not share a process with this one (tfmot on
     tf_keras). Returns the function's JSON-serialisable result.
     """
     code = (
         "import json, sys; sys.path.insert(0, sys.argv[1]); "
-        f"import {module} as m; "
+        f"from benchmarks import {module} as m; "
         f"print('RESULT' + json.dumps(m.{function}(*json.loads(sys.argv[2]))))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code, os.path.dirname(os.path.abspath(__file__)), json.dumps(args)],
-        capture_output=True, text=True,
-    )
+    done = subprocess.run([sys.executable, "-c", code, ROOT, json.dumps(args)],
+                          capture_output=True, text=True)
     for line in done.stdout.splitlines():
         if line.startswith("RESULT"):
             return json.loads(line[len("RESULT"):])
@@ -189,3 +193,96 @@ class StepSparsity:
     def __call__(self, step):
         sparsity = self.points.get(int(step))
         return sparsity is not None, 0.0 if sparsity is None else sparsity
+
+
+def pruning_schedule(method, epochs, steps, target, frequency=20, rounds=3, timing=None,
+                     ramp_slope_ratio=None, calibration=None, options=None):
+    """The schedule of one of the speech benchmark's `METHODS` (see
+    `speech_bench.run_one`), the definitions every benchmark shares, for `epochs` of
+    `steps` optimizer steps; None for `"dense"`. `options` (a dict of
+    `RampedThresholdSchedule` arguments, e.g. `{"regrow": True}`) apply to
+    `"default"` only: its schedule with them changed."""
+    import tensorflow_model_optimization as tfmot
+
+    import tf_gradual_prune as tgp
+
+    total = epochs * steps
+    if method in ("default", "units"):
+        schedule = tgp.RampedThresholdSchedule.for_training(epochs, steps, target_sparsity=target)
+        if options:
+            schedule = tgp.RampedThresholdSchedule.from_config(
+                dict(schedule.get_config(), **options))
+        return schedule
+    if method == "ramped" and timing is None:
+        return tgp.RampedThresholdSchedule.paper(
+            epochs, steps, target_sparsity=target, frequency=frequency,
+            ramp_slope_ratio=ramp_slope_ratio, calibration=calibration or "track")
+    if method == "ramped":
+        return tgp.RampedThresholdSchedule(
+            *(int(round(f * total)) for f in timing), frequency=frequency,
+            target_sparsity=target, ramp_slope_ratio=ramp_slope_ratio,
+            calibration=calibration or "track")
+    if method == "agp":
+        return tfmot.sparsity.keras.PolynomialDecay(
+            0.0, target, begin_step=steps, end_step=total // 2, power=3, frequency=frequency)
+    if method == "one_shot":
+        return StepSparsity({total // 2: target})
+    if method == "prune_retrain":
+        retrain = (epochs // 2) * steps
+        return StepSparsity({total + i * retrain: 1 - (1 - target) ** ((i + 1) / rounds)
+                                    for i in range(rounds)})
+    if method == "l1":
+        return StepSparsity({int(0.8 * total): target})
+    return None
+
+
+def row_key(row):
+    """A row's identity across runs: a configuration's name and a seed."""
+    return row["name"], row["seed"]
+
+
+def train_rows(todo, earlier, train, publish):
+    """Trains rows one after the other, saving after each; returns them.
+
+    `todo` lists `(name, seed, config)` in run order. A row in `earlier`
+    (`{row_key: row}`, from `finished_rows` for `--resume`) is reused,
+    not trained. `train(config, seed)` returns a new row (its `name` and
+    the `cpu_features` of the machine that trained it are set here). After
+    each row, `publish(rows, pending)` gets the rows so far
+    (with the `earlier` rows not reached yet) and the `todo` items still to
+    train.
+    """
+    rows = []
+    for i, (name, seed, config) in enumerate(todo):
+        if (name, seed) in earlier:
+            rows.append(earlier[name, seed])
+            print(f"== {name}, seed {seed}: reused from the saved results", flush=True)
+            continue
+        print(f"== [{i + 1}/{len(todo)}] {name}, seed {seed}", flush=True)
+        row = train(config, seed)
+        row["name"] = name
+        row["cpu_features"] = cpu_features()  # what decides the last bits
+        rows.append(row)
+        print(f"   CER {row['cer']:.4f}  sparsity {row['sparsity']:.3f}  steps "
+              f"{row['steps']}  {row['train_seconds']:.0f} s", flush=True)
+        pending = [t for t in todo[i + 1:] if t[:2] not in earlier]
+        publish(keep_unreached(rows, earlier, key=row_key), pending)
+    return rows
+
+
+def run_and_publish(prefix, args, same_run, todo, train, publish):
+    """The resumable loop of a benchmark script, start to end.
+
+    With `args.resume`, the rows saved at `prefix.json` by a run with the
+    same `same_run` settings are reused; the other `todo` rows are trained
+    one by one (`train_rows`), and `publish(rows, pending)` saves the table
+    after each and at the end. Rows of the saved file that this run did not
+    select (other methods, targets or variants) stay in it. Returns the rows.
+    """
+    earlier = (finished_rows(prefix + ".json", vars(args), same_run, key=row_key)
+               if args.resume else {})
+    rows = train_rows(todo, earlier, train, publish)
+    rows = keep_unreached(rows, earlier, key=row_key)
+    print("\n" + publish(rows, []))
+    print(f"saved {prefix}.json, .md and .png")
+    return rows

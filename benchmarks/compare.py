@@ -1,9 +1,9 @@
 """The pruning methods side by side on the speech task (FSDD digit strings).
 
-    python benchmarks/compare.py --data-dir ../shared/data [--quick] [--resume]
-    python benchmarks/compare.py --data-dir ../shared/data --epochs 25 --targets 0.9 \
+    python -m benchmarks.compare --data-dir ../shared/data [--quick] [--resume]
+    python -m benchmarks.compare --data-dir ../shared/data --epochs 25 --targets 0.9 \
         --retrain-within-budget --name compare_1000 [--resume]
-    python benchmarks/compare.py --data-dir ../shared/data --mask-padding --no-tfmot \
+    python -m benchmarks.compare --data-dir ../shared/data --mask-padding --no-tfmot \
         --targets 0.9 --methods default one_shot l1 --name compare_masked [--resume]
 
 Every method of `speech_bench.run_one` (the library's default, the paper's
@@ -38,9 +38,9 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common
-import speech_bench
+if not __package__:  # run as a file (python benchmarks/<name>.py): the package from the root
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common, speech_bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PRUNING = [m for m in speech_bench.METHODS if m != "dense"]
@@ -224,7 +224,7 @@ def main(argv=None):
     command = common.command_line("compare.py", argv or sys.argv[1:])
     todo = [(name, seed, (units, method, target))
             for name, units, method, target, seed in configs(args)]
-    rows = speech_bench.run_and_publish(
+    rows = common.run_and_publish(
         prefix, args, SAME_RUN, todo, lambda config, seed: run_row(task, args, *config, seed),
         lambda saved, pending: publish(prefix, command, args, task.source, saved, pending))
     return 0 if np.all([np.isfinite(r["cer"]) for r in rows]) else 1

@@ -1,7 +1,7 @@
 """Beyond speech: word-level LSTM language models on Penn Treebank, dense vs sparse.
 
-    python benchmarks/lm_bench.py --data-dir ../shared/data [--epochs 4] [--quick] [--resume]
-    python benchmarks/lm_bench.py --data-dir ../shared/data --methods default --targets 0.9 \
+    python -m benchmarks.lm_bench --data-dir ../shared/data [--epochs 4] [--quick] [--resume]
+    python -m benchmarks.lm_bench --data-dir ../shared/data --methods default --targets 0.9 \
         --default-timing 0.4 0.55 0.85 --name lm_timing --resume-from benchmarks/results/lm.json
 
 Zaremba et al. 2014's "small" model (2 x LSTM(200), no dropout, SGD lr 1
@@ -23,7 +23,7 @@ same budget and seed:
   at 80% of the budget, trained on) at each `--targets` sparsity, on the
   LSTM kernels and the output layer (`--methods` chooses; a resumed run
   keeps the saved rows of the others); the same definitions as the speech
-  comparison's (`speech_bench.pruning_schedule`);
+  comparison's (`common.pruning_schedule`);
 - a `--large-units` model pruned (the paper's ramp) to the non-zero count of
   the dense small model's LSTM + output matrices (`--large-units 0`: none).
 
@@ -45,8 +45,9 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common
+if not __package__:  # run as a file (python benchmarks/<name>.py): the package from the root
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PRUNED = ("recurrent", "dense")

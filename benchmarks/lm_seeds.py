@@ -1,8 +1,8 @@
 """Penn Treebank over several seeds: the `lm_bench.py` runs of each seed side by side.
 
-    python benchmarks/lm_bench.py --data-dir ../shared/data --seed 1 --name lm_seed1 \
+    python -m benchmarks.lm_bench --data-dir ../shared/data --seed 1 --name lm_seed1 \
         --methods default one_shot --targets 0.9 --large-units 0 --resume
-    python benchmarks/lm_seeds.py [--runs lm lm_seed1 lm_seed2] [--name lm_seeds]
+    python -m benchmarks.lm_seeds [--runs lm lm_seed1 lm_seed2] [--name lm_seeds]
 
 `lm_bench.py` trains one seed per run; this script reads the saved runs
 (`benchmarks/results/<run>.json`, one seed each, every other setting that
@@ -19,9 +19,9 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common
-import lm_bench
+if not __package__:  # run as a file (python benchmarks/<name>.py): the package from the root
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common, lm_bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 #: The settings that may differ between the runs of one table.

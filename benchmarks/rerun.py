@@ -1,7 +1,7 @@
 """Spot re-run: trains saved rows of the comparison again and checks them.
 
-    python benchmarks/rerun.py --rows "ramped 90%" --seed 0
-    python benchmarks/rerun.py --rows "dense GRU(64)" "ramped 90%" --seed 1
+    python -m benchmarks.rerun --rows "ramped 90%" --seed 0
+    python -m benchmarks.rerun --rows "dense GRU(64)" "ramped 90%" --seed 1
 
 Takes every setting from a results file of `compare.py` (`--results`,
 default benchmarks/results/compare.json), trains the named rows for `--seed`
@@ -28,10 +28,9 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common
-import compare
-import speech_bench
+if not __package__:  # run as a file (python benchmarks/<name>.py): the package from the root
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common, compare, speech_bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -95,7 +94,7 @@ def main(argv=None):
         settings.data_dir = args.data_dir
     known = {(name, seed): (units, method, target)
              for name, units, method, target, seed in compare.configs(settings)}
-    rows = {speech_bench.row_key(r): r for r in saved["rows"]}
+    rows = {common.row_key(r): r for r in saved["rows"]}
     for name in args.rows:
         if (name, args.seed) not in known:
             names = sorted({n for n, _ in known})

@@ -1,6 +1,6 @@
 """One entry point for the benchmarks.
 
-    python benchmarks/run.py [--quick] [--resume] [--data-dir ../shared/data] [name ...]
+    python -m benchmarks.run [--quick] [--resume] [--data-dir ../shared/data] [name ...]
 
 Names: training, tflite, calibration, tuning, tuning_pareto, speech, lm,
 compare, sensitivity, trajectory, classify (default: all, in that order), or a group:
@@ -40,6 +40,11 @@ RESUMABLE = {"speech", "lm", "compare", "sensitivity", "trajectory", "classify",
              "tuning_pareto"}
 
 
+def module(script):
+    """The module `python -m` runs for a script of benchmarks/."""
+    return "benchmarks." + os.path.splitext(script)[0]
+
+
 def selected(names):
     """The benchmarks that `names` (script names or `GROUPS`) stand for, in
     the order given, each once; all of them for no names."""
@@ -60,10 +65,10 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; choose from {list(SCRIPTS)} "
                      f"or the groups {list(GROUPS)}")
-    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     failed = []
     for name in selected(args.names):
-        command = [sys.executable, os.path.join(here, SCRIPTS[name])]
+        command = [sys.executable, "-m", module(SCRIPTS[name])]
         if args.quick:
             command.append("--quick")
         if args.data_dir and name in TAKES_DATA:
@@ -72,11 +77,11 @@ def main(argv=None):
             command.append("--resume")
         print(f"== {name}: {' '.join(command[1:])}", flush=True)
         start = time.perf_counter()
-        if subprocess.run(command).returncode != 0:
+        if subprocess.run(command, cwd=root).returncode != 0:
             failed.append(name)
         print(f"== {name}: {time.perf_counter() - start:.0f} s", flush=True)
-    subprocess.run([sys.executable, os.path.join(here, "report.py")]
-                   + (["--quick"] if args.quick else []), check=False)
+    subprocess.run([sys.executable, "-m", module("report.py")]
+                   + (["--quick"] if args.quick else []), cwd=root, check=False)
     if failed:
         print(f"failed: {failed}", file=sys.stderr)
         return 1

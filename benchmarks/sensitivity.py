@@ -1,6 +1,6 @@
 """Sensitivity of the ramped threshold to its hyperparameters (speech task).
 
-    python benchmarks/sensitivity.py --data-dir ../shared/data [--quick] [--resume]
+    python -m benchmarks.sensitivity --data-dir ../shared/data [--quick] [--resume]
 
 One hyperparameter at a time around the paper's setting, on the comparison's
 task and model (`compare.py`: FSDD digit strings, 2 x BiGRU(128) CTC, Adam,
@@ -28,9 +28,9 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common
-import speech_bench
+if not __package__:  # run as a file (python benchmarks/<name>.py): the package from the root
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common, speech_bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 #: The paper's setting: begin, ramp and end as fractions of the budget
@@ -189,7 +189,7 @@ def main(argv=None):
         parameter, value, hyper = config
         return dict(run_setting(task, args, hyper, seed), parameter=parameter, value=value)
 
-    rows = speech_bench.run_and_publish(
+    rows = common.run_and_publish(
         prefix, args, SAME_RUN, todo, train,
         lambda saved, pending: publish(prefix, command, args, task.source, saved, pending))
     return 0 if all(np.isfinite(r["cer"]) for r in rows) else 1

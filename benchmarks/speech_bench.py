@@ -1,7 +1,7 @@
 """Speech: dense vs ramped-threshold pruning of a DS2-style CTC recogniser.
 
-    python benchmarks/speech_bench.py --data-dir ../shared/data [--seeds 0 1 2] [--quick]
-    python benchmarks/speech_bench.py --data-dir ../shared/data --method default \
+    python -m benchmarks.speech_bench --data-dir ../shared/data [--seeds 0 1 2] [--quick]
+    python -m benchmarks.speech_bench --data-dir ../shared/data --method default \
         --mask-padding --name speech_masked [--resume]
 
 FSDD digit strings (1-7 digits), trained on five speakers and tested on the
@@ -29,8 +29,9 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common
+if not __package__:  # run as a file (python benchmarks/<name>.py): the package from the root
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -182,46 +183,6 @@ def seeded_start(task, units, seed, regularizer=None, mask_padding=False):
     return train, steps, model
 
 
-def pruning_schedule(method, epochs, steps, target, frequency=20, rounds=3, timing=None,
-                     ramp_slope_ratio=None, calibration=None, options=None):
-    """The schedule of one of `METHODS` (see `run_one`) for `epochs` of
-    `steps` optimizer steps; None for `"dense"`. `options` (a dict of
-    `RampedThresholdSchedule` arguments, e.g. `{"regrow": True}`) apply to
-    `"default"` only: its schedule with them changed."""
-    import tensorflow_model_optimization as tfmot
-
-    import tf_gradual_prune as tgp
-
-    total = epochs * steps
-    if method in ("default", "units"):
-        schedule = tgp.RampedThresholdSchedule.for_training(epochs, steps, target_sparsity=target)
-        if options:
-            schedule = tgp.RampedThresholdSchedule.from_config(
-                dict(schedule.get_config(), **options))
-        return schedule
-    if method == "ramped" and timing is None:
-        return tgp.RampedThresholdSchedule.paper(
-            epochs, steps, target_sparsity=target, frequency=frequency,
-            ramp_slope_ratio=ramp_slope_ratio, calibration=calibration or "track")
-    if method == "ramped":
-        return tgp.RampedThresholdSchedule(
-            *(int(round(f * total)) for f in timing), frequency=frequency,
-            target_sparsity=target, ramp_slope_ratio=ramp_slope_ratio,
-            calibration=calibration or "track")
-    if method == "agp":
-        return tfmot.sparsity.keras.PolynomialDecay(
-            0.0, target, begin_step=steps, end_step=total // 2, power=3, frequency=frequency)
-    if method == "one_shot":
-        return common.StepSparsity({total // 2: target})
-    if method == "prune_retrain":
-        retrain = (epochs // 2) * steps
-        return common.StepSparsity({total + i * retrain: 1 - (1 - target) ** ((i + 1) / rounds)
-                                    for i in range(rounds)})
-    if method == "l1":
-        return common.StepSparsity({int(0.8 * total): target})
-    return None
-
-
 def recovery_decay(schedule, total, rate=1e-3):
     """A learning rate constant at `rate` until `schedule`'s last mask update
     (or 70% of `total` steps without one) and cosine to 0 at `total`."""
@@ -291,7 +252,7 @@ def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, 
     train, steps, model = seeded_start(
         task, units, seed, keras.regularizers.L1(l1) if method == "l1" else None, mask_padding)
     total_epochs = epochs + (rounds * (epochs // 2) if method == "prune_retrain" else 0)
-    schedule = pruning_schedule(method, epochs, steps, target, frequency, rounds, timing,
+    schedule = common.pruning_schedule(method, epochs, steps, target, frequency, rounds, timing,
                                 ramp_slope_ratio, calibration, options)
     model.compile(optimizer=keras.optimizers.Adam(
         recovery_decay(schedule, total_epochs * steps) if decay else 1e-3))
@@ -327,62 +288,6 @@ def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, 
             schedule is not None) else []
         row["trajectory"] = trajectory.as_dict(names)
     return row
-
-
-def row_key(row):
-    """A row's identity across runs: a configuration's name and a seed."""
-    return row["name"], row["seed"]
-
-
-def train_rows(todo, earlier, train, publish):
-    """Trains rows one after the other, saving after each; returns them.
-
-    `todo` lists `(name, seed, config)` in run order. A row in `earlier`
-    (`{row_key: row}`, from `common.finished_rows` for `--resume`) is reused,
-    not trained. `train(config, seed)` returns a new row (its `name` and
-    the `cpu_features` of the machine that trained it are set here). After
-    each row, `publish(rows, pending)` gets the rows so far
-    (with the `earlier` rows not reached yet) and the `todo` items still to
-    train.
-    """
-    import common
-
-    rows = []
-    for i, (name, seed, config) in enumerate(todo):
-        if (name, seed) in earlier:
-            rows.append(earlier[name, seed])
-            print(f"== {name}, seed {seed}: reused from the saved results", flush=True)
-            continue
-        print(f"== [{i + 1}/{len(todo)}] {name}, seed {seed}", flush=True)
-        row = train(config, seed)
-        row["name"] = name
-        row["cpu_features"] = common.cpu_features()  # what decides the last bits
-        rows.append(row)
-        print(f"   CER {row['cer']:.4f}  sparsity {row['sparsity']:.3f}  steps "
-              f"{row['steps']}  {row['train_seconds']:.0f} s", flush=True)
-        pending = [t for t in todo[i + 1:] if t[:2] not in earlier]
-        publish(common.keep_unreached(rows, earlier, key=row_key), pending)
-    return rows
-
-
-def run_and_publish(prefix, args, same_run, todo, train, publish):
-    """The resumable loop of a benchmark script, start to end.
-
-    With `args.resume`, the rows saved at `prefix.json` by a run with the
-    same `same_run` settings are reused; the other `todo` rows are trained
-    one by one (`train_rows`), and `publish(rows, pending)` saves the table
-    after each and at the end. Rows of the saved file that this run did not
-    select (other methods, targets or variants) stay in it. Returns the rows.
-    """
-    import common
-
-    earlier = (common.finished_rows(prefix + ".json", vars(args), same_run, key=row_key)
-               if args.resume else {})
-    rows = train_rows(todo, earlier, train, publish)
-    rows = common.keep_unreached(rows, earlier, key=row_key)
-    print("\n" + publish(rows, []))
-    print(f"saved {prefix}.json, .md and .png")
-    return rows
 
 
 def summarise(rows, key):
@@ -536,7 +441,7 @@ def main(argv=None):
                        args.frequency, method="dense" if target is None else args.method,
                        mask_padding=bool(args.mask_padding))
 
-    rows = run_and_publish(prefix, args, SAME_RUN, todo, train,
+    rows = common.run_and_publish(prefix, args, SAME_RUN, todo, train,
                            lambda saved, pending: publish(prefix, command, args,
                                                           task.source, saved, pending))
     return 0 if np.all([np.isfinite(r["cer"]) for r in rows]) else 1

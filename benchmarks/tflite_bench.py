@@ -7,8 +7,8 @@ in one process, with interleaved rounds, the median batch-1 single-thread
 latency of each pruned model against its dense twin in the LiteRT
 interpreter. Ratios are dense / pruned (higher is better).
 
-    python benchmarks/tflite_bench.py [--quick]
-    python benchmarks/tflite_bench.py --goal [--quick]
+    python -m benchmarks.tflite_bench [--quick]
+    python -m benchmarks.tflite_bench --goal [--quick]
 
 `--goal` measures the speed goal of issue 22 instead: LSTM(512) and
 GRU(512) at 80/90/95%, pruned in blocks of 4 weights or by whole units
@@ -31,11 +31,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
 import tensorflow as tf
-from common import save_results
 from tqdm import tqdm
 
 import tf_gradual_prune as tgp
 from tf_gradual_prune import files
+
+if not __package__:  # run as a file (python benchmarks/<name>.py): the package from the root
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common
 
 TIMESTEPS, FEATURES = 50, 64
 
@@ -191,9 +194,9 @@ def goal(args):
     table = "\n".join(lines)
     print(table)
     prefix = os.path.join(args.output_dir, "tflite_goal" + ("_quick" if args.quick else ""))
-    save_results(
+    common.save_results(
         prefix,
-        "python benchmarks/tflite_bench.py --goal" + (" --quick" if args.quick else ""),
+        "python -m benchmarks.tflite_bench --goal" + (" --quick" if args.quick else ""),
         vars(args) | {"timesteps": TIMESTEPS, "features": FEATURES, "batch": 1,
                       "cpu_count": os.cpu_count()},
         rows,
@@ -305,9 +308,9 @@ def main(argv=None):
     table = "\n".join(lines)
     print(table)
     prefix = os.path.join(args.output_dir, "tflite" + ("_quick" if args.quick else ""))
-    save_results(
+    common.save_results(
         prefix,
-        "python benchmarks/tflite_bench.py" + (" --quick" if args.quick else ""),
+        "python -m benchmarks.tflite_bench" + (" --quick" if args.quick else ""),
         vars(args) | {"timesteps": TIMESTEPS, "features": FEATURES, "threads": 1, "batch": 1},
         rows,
         "Batch 1, 1 thread, median ms over interleaved rounds; dense float runs "

@@ -20,6 +20,10 @@ the sparsity are measured by the same code as every other row.
 """
 
 import os
+import sys
+
+if not __package__:  # run as a file (python benchmarks/<name>.py): the package from the root
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -97,22 +101,19 @@ def ctc_loss(features, labels, logits, stride):
 
 def run(data_dir, train_size, test_size, max_digits, units, epochs, seed, target, frequency):
     """One AGP row through tfmot; the same keys as `speech_bench.run_one`."""
-    import sys
     import time
 
     import tensorflow_model_optimization as tfmot
     import tf_keras
 
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import speech_bench
-
     import tf_gradual_prune as tgp
+    from benchmarks import common, speech_bench
     from tf_gradual_prune import models
 
     task = speech_bench.SpeechTask(data_dir, train_size, test_size, max_digits, 32)
     train, steps, ours = speech_bench.seeded_start(task, units, seed)
     total = epochs * steps
-    schedule = speech_bench.pruning_schedule("agp", epochs, steps, target, frequency)
+    schedule = common.pruning_schedule("agp", epochs, steps, target, frequency)
     num_features, classes = task.x[0].shape[1], len(task.alphabet) + 1
     pruned = twin(num_features, classes, units, schedule)
     for source, destination in zip(weighted_layers(ours), weighted_layers(pruned), strict=True):

@@ -9,7 +9,7 @@ update on its own, and, in a separate process (tfmot switches the process to
 tf_keras), tfmot's `prune_low_magnitude` on the tf_keras twin of the model at
 the same settings, as the anchor.
 
-    python benchmarks/training_bench.py [--quick] [--backend jax] [--units 256 512]
+    python -m benchmarks.training_bench [--quick] [--backend jax] [--units 256 512]
 
 Writes `training.json`, `training.md` and `training.png` into `--output-dir`.
 """
@@ -19,6 +19,9 @@ import os
 import resource
 import sys
 import time
+
+if not __package__:  # run as a file (python benchmarks/<name>.py): the package from the root
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -158,7 +161,7 @@ def summarise(result):
 
 
 def main(argv=None):
-    import common
+    from benchmarks import common
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -240,7 +243,7 @@ def main(argv=None):
     prefix = os.path.join(args.output_dir, args.name + ("_quick" if args.quick else ""))
     common.save_results(
         prefix,
-        "python " + " ".join(["benchmarks/training_bench.py"] + sys.argv[1:]),
+        "python -m " + " ".join(["benchmarks.training_bench"] + sys.argv[1:]),
         vars(args), rows, table,
     )
     plot(prefix + ".png", rows)

@@ -1,6 +1,6 @@
 """Diagnosis: what each mask update cuts, and what the loss does right after.
 
-    python benchmarks/trajectory.py --data-dir ../shared/data [--quick] [--resume]
+    python -m benchmarks.trajectory --data-dir ../shared/data [--quick] [--resume]
         [--held-out SPEAKER] [--variants NAME ...] [--targets 0.9 0.95] [--name STEM]
 
 The comparison's task and model (FSDD digit strings, 2 x BiGRU(128) CTC,
@@ -38,9 +38,9 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common
-import speech_bench
+if not __package__:  # run as a file (python benchmarks/<name>.py): the package from the root
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common, speech_bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LATE = (0.2, 0.4, 0.7)
@@ -289,7 +289,7 @@ def main(argv=None):
         return speech_bench.run_one(task, args.units, args.epochs, seed, target, verbose=0,
                                     trace=True, **keywords)
 
-    speech_bench.run_and_publish(
+    common.run_and_publish(
         prefix, args, SAME_RUN, todo, train,
         lambda saved, pending: publish(prefix, command, args, saved, pending))
     return 0

@@ -2,7 +2,7 @@
 validation accuracy reaches a floor, and the Pareto front of accuracy against
 size over the trials.
 
-    python benchmarks/tuning_pareto.py [--size tflite_bytes|tflite_ms|nonzeros]
+    python -m benchmarks.tuning_pareto [--size tflite_bytes|tflite_ms|nonzeros]
         [--floor 0.9] [--sparsity 0.5 0.99] [--trials 12] [--quick] [--resume]
 
 The task and model are `tuning_search.py`'s (JapaneseVowels from aeon's
@@ -35,11 +35,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import classify_bench
-import common
-import speech_bench
-import tuning_search
+if not __package__:  # run as a file (python benchmarks/<name>.py): the package from the root
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import classify_bench, common, tuning_search
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIZES = ("tflite_bytes", "tflite_ms", "nonzeros")
@@ -232,7 +230,7 @@ def main(argv=None):
         common.save_results(prefix, command, vars(args), rows, markdown.rstrip())
         return markdown
 
-    speech_bench.run_and_publish(prefix, args, SAME_RUN, todo, train, publish)
+    common.run_and_publish(prefix, args, SAME_RUN, todo, train, publish)
     return 0
 
 

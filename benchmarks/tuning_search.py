@@ -1,7 +1,7 @@
 """What tuning the schedule costs and what it buys: RandomSearch and Hyperband
 against the library's default, every winner trained again with fresh seeds.
 
-    python benchmarks/tuning_search.py [--task JapaneseVowels] [--target 0.98]
+    python -m benchmarks.tuning_search [--task JapaneseVowels] [--target 0.98]
         [--epochs 30] [--trials 12] [--tuners random hyperband] [--quick] [--resume]
 
 The task is `classify_bench.Task` (JapaneseVowels: 207 training, 63
@@ -42,10 +42,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import classify_bench
-import common
-import speech_bench
+if not __package__:  # run as a file (python benchmarks/<name>.py): the package from the root
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import classify_bench, common
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TUNERS = ("random", "hyperband")
@@ -333,7 +332,7 @@ def main(argv=None):
             plot(prefix + ".png", rows, one_training)
         return markdown
 
-    speech_bench.run_and_publish(prefix, args, SAME_RUN, todo, train, publish)
+    common.run_and_publish(prefix, args, SAME_RUN, todo, train, publish)
     return 0
 
 

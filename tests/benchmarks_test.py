@@ -8,11 +8,8 @@ import sys
 import pytest
 from conftest import REPO
 
-sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-import compare
-import rerun
-import sensitivity
-import speech_bench
+sys.path.insert(0, REPO)  # the benchmarks package, as `python -m benchmarks.<name>` finds it
+from benchmarks import common, compare, rerun, sensitivity, speech_bench
 
 # A comparison small enough to train in seconds, on the embedded synthetic digits.
 SETTINGS = {"data_dir": None, "seeds": [0], "targets": [0.5], "headline": 0.5,
@@ -133,7 +130,7 @@ def test_verdict_separates_identical_close_and_different_rows(row, expected):
 
 
 def test_results_record_the_cpu_features_that_pick_the_kernels():
-    import common
+    from benchmarks import common
 
     features = common.software_versions()["cpu_features"]
     if not os.path.exists("/proc/cpuinfo"):
@@ -165,11 +162,11 @@ def test_sensitivity_paper_setting_is_the_comparison_ramped_row(steps):
     # The sweep's reference point must be the comparison's "ramped 90%"
     # schedule, so the two benchmarks can be read side by side.
     hyper = sensitivity.PAPER
-    ours = speech_bench.pruning_schedule(
+    ours = common.pruning_schedule(
         "ramped", 10, steps, 0.9, 20,
         timing=(hyper["begin"], hyper["ramp"], hyper["end"]),
         ramp_slope_ratio=hyper["ramp_slope_ratio"])
-    theirs = speech_bench.pruning_schedule("ramped", 10, steps, 0.9, 20)
+    theirs = common.pruning_schedule("ramped", 10, steps, 0.9, 20)
     fields = ("begin_step", "ramp_step", "end_step", "frequency", "target_sparsity",
               "ratio", "calibration_mode")
     assert [getattr(ours, f) for f in fields] == [getattr(theirs, f) for f in fields]
@@ -187,15 +184,15 @@ def test_sensitivity_rejects_bad_arguments(capsys, argv, message):
 
 
 def test_command_line_quotes_arguments_and_drops_run_control():
-    import common
+    from benchmarks import common
 
     argv = ["--rows", "ramped 90%", "dense GRU(64)", "--seed", "1", "--resume"]
     command = common.command_line("rerun.py", argv)
-    assert command == "python benchmarks/rerun.py --rows 'ramped 90%' 'dense GRU(64)' --seed 1"
+    assert command == "python -m benchmarks.rerun --rows 'ramped 90%' 'dense GRU(64)' --seed 1"
 
 
 def test_resume_retrains_default_rows_of_another_recipe(tmp_path, capsys):
-    import common
+    from benchmarks import common
 
     recipe = common.default_recipe()
     rows = [{"name": "dense", "method": "dense", "seed": 0},
@@ -213,7 +210,7 @@ def test_resume_retrains_default_rows_of_another_recipe(tmp_path, capsys):
 
 
 def test_report_sections_show_tables_reruns_and_missing_runs(tmp_path, monkeypatch):
-    import report
+    from benchmarks import report
 
     results = tmp_path / "results"
     results.mkdir()
@@ -232,11 +229,11 @@ def test_report_sections_show_tables_reruns_and_missing_runs(tmp_path, monkeypat
     assert text.count("### Spot re-run") == 2
     assert text.index("compare_rerun rows") < text.index("compare_rerun_other rows")
     missing = "\n".join(report.section("lm", "LM", "_quick"))
-    assert "Not run yet: `python benchmarks/run.py --quick lm`" in missing
+    assert "Not run yet: `python -m benchmarks.run --quick lm`" in missing
 
 
 def test_report_adds_the_hand_written_findings_of_a_section(tmp_path, monkeypatch):
-    import report
+    from benchmarks import report
 
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "trajectory.md").write_text("| the table |\n")
@@ -250,8 +247,17 @@ def test_report_adds_the_hand_written_findings_of_a_section(tmp_path, monkeypatc
     assert "What it says." not in "\n".join(report.section("trajectory", "D", "_quick"))
 
 
+def test_in_subprocess_runs_a_benchmark_function_in_a_fresh_python(tmp_path, monkeypatch):
+    from benchmarks import run
+
+    monkeypatch.chdir(tmp_path)  # the package is found from the repository's root, not the cwd
+    assert common.in_subprocess("run", "selected", ["evidence"]) == run.GROUPS["evidence"]
+    with pytest.raises(RuntimeError, match="run.nonexistent"):
+        common.in_subprocess("run", "nonexistent")
+
+
 def test_run_expands_groups_once_each_and_rejects_unknown_names(capsys):
-    import run
+    from benchmarks import run
 
     assert run.selected([]) == list(run.SCRIPTS)
     assert run.selected(["compare", "evidence"]) == ["compare", "trajectory", "speech",
@@ -262,7 +268,7 @@ def test_run_expands_groups_once_each_and_rejects_unknown_names(capsys):
 
 
 def test_train_rows_reuses_saved_rows_and_publishes_after_each_new_one():
-    import common
+    from benchmarks import common
 
     def row(name, seed, cer):
         return {"name": name, "seed": seed, "cer": cer, "sparsity": 0.9, "steps": 4,
@@ -276,7 +282,7 @@ def test_train_rows_reuses_saved_rows_and_publishes_after_each_new_one():
         trained.append(config)
         return {k: v for k, v in row(None, seed, 0.1).items() if k != "name"}
 
-    rows = speech_bench.train_rows(todo, earlier, train,
+    rows = common.train_rows(todo, earlier, train,
                                    lambda saved, pending: published.append((saved, pending)))
     assert trained == ["config a", "config c"]
     assert [r["name"] for r in rows] == ["a", "b", "c"]
@@ -289,7 +295,7 @@ def test_train_rows_reuses_saved_rows_and_publishes_after_each_new_one():
 
 
 def test_trajectory_diagnosis_of_a_known_row():
-    import trajectory
+    from benchmarks import trajectory
 
     loss = [10.0] * 30 + [20.0] * 10 + [5.0] * 60
     row = {"steps": 100, "trajectory": {
@@ -312,21 +318,20 @@ def test_trajectory_variants_and_default_share_one_schedule():
     # the default before 80 updates won) and without step scaling (the
     # default before it won); the "late timing" ones differ from
     # it only in their begin and ramp (the first default's timing).
-    import trajectory
-
     import tf_gradual_prune as tgp
+    from benchmarks import trajectory
 
     default = tgp.RampedThresholdSchedule.for_training(10, 40, target_sparsity=0.9)
     variants = dict(trajectory.VARIANTS)
     keywords = variants["late begin, geometric"]
-    ours = speech_bench.pruning_schedule(
+    ours = common.pruning_schedule(
         "ramped", 10, 40, 0.9, keywords["frequency"], timing=keywords["timing"],
         calibration=keywords["calibration"])
     assert ours.get_config() == dict(default.get_config(), calibration="geometric",
                                      frequency=8, step_scale=None)
     assert default.frequency == 2
     late = variants["late timing, geometric"]
-    first = speech_bench.pruning_schedule(
+    first = common.pruning_schedule(
         "ramped", 10, 40, 0.9, late["frequency"], timing=late["timing"],
         calibration=late["calibration"]).get_config()
     assert (first["begin_step"], first["ramp_step"], first["end_step"]) == (80, 160, 280)
@@ -348,8 +353,9 @@ def test_compare_gives_prune_and_retrain_the_budget_when_asked(capsys, monkeypat
 
 
 def test_classify_bench_model_clips_its_gradients_when_asked():
-    import classify_bench
     import numpy as np
+
+    from benchmarks import classify_bench
 
     task = type("Task", (), {"x": np.zeros((4, 7, 3), np.float32), "classes": ["a", "b"]})
     assert classify_bench.build(task, 4).optimizer.clipnorm is None
@@ -373,7 +379,7 @@ def test_new_benchmarks_reject_bad_arguments(capsys, script, argv, message):
     import importlib
 
     with pytest.raises(SystemExit) as raised:
-        importlib.import_module(script).main(argv)
+        importlib.import_module(f"benchmarks.{script}").main(argv)
     assert raised.value.code == 2
     assert message in capsys.readouterr().err
 
@@ -383,7 +389,7 @@ def test_speech_bench_trains_its_four_rows_once_and_resumes(tmp_path, monkeypatc
 
     def fake_run_one(task, units, epochs, seed, target=None, *args, method=None,
                      mask_padding=False, **kwargs):
-        import common
+        from benchmarks import common
 
         calls.append((units, target, method, mask_padding))
         recipe = {"recipe": common.default_recipe()} if method == "default" else {}
@@ -425,7 +431,7 @@ def test_speech_bench_trains_its_four_rows_once_and_resumes(tmp_path, monkeypatc
 def test_lm_table_names_pending_rows_and_other_hosts():
     import argparse
 
-    import lm_bench
+    from benchmarks import lm_bench
 
     def row(name, method, perplexity, features):
         return {"name": name, "method": method, "valid_perplexity": perplexity + 3,
@@ -446,7 +452,7 @@ def test_lm_table_names_pending_rows_and_other_hosts():
 
 
 def test_lm_dense_baseline_matches_the_non_zeros_of_the_headline_sparsity():
-    import lm_bench
+    from benchmarks import lm_bench
 
     units = lm_bench.matched_units(200, 10000)
     budget = 0.1 * lm_bench.pruned_size(200, 10000)
@@ -455,8 +461,7 @@ def test_lm_dense_baseline_matches_the_non_zeros_of_the_headline_sparsity():
 
 
 def test_lm_pruned_matrices_are_the_lstm_kernels_and_the_output_kernel():
-    import lm_bench
-
+    from benchmarks import lm_bench
     from tf_gradual_prune import models
 
     model = models.language_model(50, units=4, steps=3)
@@ -476,7 +481,7 @@ def lm_run(folder, name, seed, perplexities, matrices=None, **settings):
 
 
 def test_lm_seeds_costs_each_seed_against_its_own_dense_row(tmp_path):
-    import lm_seeds
+    from benchmarks import lm_seeds
 
     lm_run(tmp_path, "a", 0, {"dense 200": 100.0, "default 200 90%": 110.0, "large": 95.0},
            matrices={"default 200 90%": {"lstm/kernel": 0.8, "logits/kernel": 0.92}})
@@ -500,7 +505,7 @@ def test_lm_seeds_costs_each_seed_against_its_own_dense_row(tmp_path):
     ({"seed": 1, "epochs": 13}, "other epochs"),
 ])
 def test_lm_seeds_refuses_runs_that_do_not_pair(tmp_path, second, message):
-    import lm_seeds
+    from benchmarks import lm_seeds
 
     lm_run(tmp_path, "a", 0, {"dense 200": 100.0})
     seed = second.pop("seed")
