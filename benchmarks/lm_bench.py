@@ -8,7 +8,7 @@ Zaremba et al. 2014's "small" model (2 x LSTM(200), no dropout, SGD lr 1
 with gradient-norm clipping at 5, batch 20 x 35 steps, stateful) trained
 for `--epochs` (the paper: 13; the learning rate halves every epoch after
 the first 4/13 of the budget, as theirs does after epoch 4). Rows, all at the
-same budget and seed:
+same budget and seed unless said:
 
 - the dense model;
 - a dense `--small-units` model, by default the largest with no more LSTM +
@@ -24,6 +24,11 @@ same budget and seed:
   LSTM kernels and the output layer (`--methods` chooses; a resumed run
   keeps the saved rows of the others); the same definitions as the speech
   comparison's (`common.pruning_schedule`);
+- prune-and-retrain, only when `--methods` names it (`prune_retrain`): the
+  dense budget, then 3 rounds of half the budget each, every round cutting
+  by magnitude a third of the way (geometrically) to the target and
+  training on at the learning rate the dense budget ended with: 2.5 times
+  the steps;
 - a `--large-units` model pruned (the paper's ramp) to the non-zero count of
   the dense small model's LSTM + output matrices (`--large-units 0`: none).
 
@@ -52,7 +57,11 @@ from benchmarks import common
 HERE = os.path.dirname(os.path.abspath(__file__))
 PRUNED = ("recurrent", "dense")
 #: The pruning methods, in the order of the table.
-METHODS = ("default", "ramped", "agp", "one_shot", "l1")
+METHODS = ("default", "ramped", "agp", "one_shot", "l1", "prune_retrain")
+#: The methods of a run without `--methods`: those at the dense model's budget.
+SAME_BUDGET = METHODS[:-1]
+#: Prune-and-retrain's rounds (each half the budget, after the dense budget).
+ROUNDS = 3
 
 
 def pruned_size(units, vocabulary, layers=2):
@@ -133,7 +142,6 @@ def pruned_matrices(model):
 
 def run_one(corpus_batches, vocabulary, units, epochs, method, target, seed, args):
     import keras
-    import tensorflow_model_optimization as tfmot
 
     import tf_gradual_prune as tgp
     from tf_gradual_prune import models
@@ -150,29 +158,16 @@ def run_one(corpus_batches, vocabulary, units, epochs, method, target, seed, arg
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=[models.Perplexity()])
     callbacks = [models.ResetStates()]
-    frequency = args.frequency
-    if method == "default":
-        schedule = tgp.RampedThresholdSchedule.for_training(epochs, steps, target_sparsity=target)
+    # The methods as every benchmark defines them (`common.pruning_schedule`);
+    # prune-and-retrain trains on for 3 rounds of half the budget each, at
+    # the learning rate the dense budget ended with.
+    schedule = (None if method == "dense" else
+                common.pruning_schedule(method, epochs, steps, target, args.frequency, ROUNDS))
+    if schedule is not None:
         callbacks.append(tgp.GradualPruning(schedule, weights=PRUNED))
-    elif method == "ramped":
-        # The paper's timing, calibrated on the live weights ("track").
-        schedule = tgp.RampedThresholdSchedule.paper(
-            epochs, steps, target_sparsity=target, frequency=frequency, calibration="track")
-        callbacks.append(tgp.GradualPruning(schedule, weights=PRUNED))
-    elif method == "agp":
-        # The same window as the paper's timing: from epoch 2 to 50% of training.
-        schedule = tfmot.sparsity.keras.PolynomialDecay(
-            0.0, target, begin_step=steps, end_step=int(0.5 * epochs * steps),
-            power=3, frequency=frequency)
-        callbacks.append(tgp.GradualPruning(schedule, weights=PRUNED))
-    elif method == "one_shot":
-        schedule = common.StepSparsity({epochs * steps // 2: target})
-        callbacks.append(tgp.GradualPruning(schedule, weights=PRUNED))
-    elif method == "l1":
-        schedule = common.StepSparsity({int(0.8 * epochs * steps): target})
-        callbacks.append(tgp.GradualPruning(schedule, weights=PRUNED))
+    trained = epochs + (ROUNDS * (epochs // 2) if method == "prune_retrain" else 0)
     start = time.perf_counter()
-    model.fit(x, y, batch_size=args.batch_size, epochs=epochs, shuffle=False,
+    model.fit(x, y, batch_size=args.batch_size, epochs=trained, shuffle=False,
               callbacks=callbacks, verbose=2)
     seconds = time.perf_counter() - start
     table = tgp.sparsity_table(model, weights=PRUNED)
@@ -185,7 +180,7 @@ def run_one(corpus_batches, vocabulary, units, epochs, method, target, seed, arg
         "matrices": {row["name"]: round(float(row["sparsity"]), 4) for row in table.rows},
         "parameters": int(model.count_params()),
         "tflite_bytes": export_size(model, vocabulary, units, args.steps),
-        "steps": epochs * steps, "train_seconds": seconds,
+        "steps": trained * steps, "train_seconds": seconds,
         **({"recipe": common.default_recipe()} if method == "default" else {}),
         **({"l1": args.l1} if method == "l1" else {}),
     }
@@ -202,7 +197,7 @@ def plot(path, rows):
     fig, ax = plt.subplots(figsize=(7, 4))
     dense = [r for r in rows if r["method"] == "dense"]
     for method, marker in (("default", "D"), ("ramped", "o"), ("agp", "s"), ("one_shot", "v"),
-                           ("l1", "^")):
+                           ("l1", "^"), ("prune_retrain", "P")):
         points = sorted((r["sparsity"], r["test_perplexity"]) for r in rows
                         if r["method"] == method and r["name"].startswith(method))
         if points:
@@ -270,7 +265,9 @@ def main(argv=None):
                         help="the larger model pruned to the small one's non-zero count; "
                              "0: no such row")
     parser.add_argument("--targets", type=float, nargs="+", default=[0.8, 0.9, 0.95])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=list(SAME_BUDGET), choices=METHODS,
+                        help="pruning methods (default: all but prune_retrain, the ones at "
+                             "the dense model's budget)")
     parser.add_argument("--l1", type=float, default=1e-6,
                         help="the L1 penalty of the 'l1' method, per weight")
     parser.add_argument("--frequency", type=int, default=100)

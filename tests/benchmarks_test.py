@@ -469,6 +469,27 @@ def test_lm_pruned_matrices_are_the_lstm_kernels_and_the_output_kernel():
     assert shapes == sorted([(4, 16)] * 4 + [(4, 50)])
 
 
+@pytest.mark.parametrize("method, epochs_trained", [("one_shot", 4), ("prune_retrain", 10)])
+def test_lm_row_trains_each_method_for_its_budget(monkeypatch, method, epochs_trained):
+    import argparse
+
+    import numpy as np
+
+    from benchmarks import lm_bench
+
+    monkeypatch.setattr(lm_bench, "export_size", lambda *args: 123)  # the export is tested apart
+    ids = np.random.default_rng(0).integers(0, 30, 2000)
+    from tf_gradual_prune import lm_data
+
+    batches = tuple(lm_data.lm_batches(ids, 4, 5) for _ in range(3))
+    args = argparse.Namespace(batch_size=4, steps=5, frequency=5, l1=1e-6)
+    row = lm_bench.run_one(batches, 30, 8, 4, method, 0.9, 0, args)
+    steps = len(batches[0][0]) // 4
+    assert row["steps"] == epochs_trained * steps
+    assert row["sparsity"] == pytest.approx(0.9, abs=0.01)
+    assert np.isfinite(row["test_perplexity"]) and row["tflite_bytes"] == 123
+
+
 def lm_run(folder, name, seed, perplexities, matrices=None, **settings):
     rows = [{"name": row, "method": row.split()[0], "seed": seed, "valid_perplexity": p + 2,
              "test_perplexity": p, "sparsity": 0.0 if row.startswith("dense") else 0.9,
