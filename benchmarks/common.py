@@ -102,6 +102,11 @@ def save_results(prefix, command, settings, rows, markdown):
     files.write_atomic(prefix + ".md", markdown + "\n")
 
 
+#: The methods whose schedule is `for_training`'s: their rows record the
+#: `default_recipe()` they were trained with.
+RECIPE_METHODS = ("default", "units")
+
+
 def default_recipe():
     """What the library's default (`for_training` with nothing else set)
     means today; saved with every `"default"` row (its `"recipe"`), so that
@@ -132,8 +137,9 @@ def finished_rows(path, settings, same_run, key=lambda row: row["name"]):
 
     Returns `{key(row): row}` when every setting named in `same_run` (the
     ones that change what a row measures) equals `settings`' value, else
-    `{}` (and says why). Rows of the `"default"` method trained with another
-    `default_recipe()` are left out (and named).
+    `{}` (and says why). Rows of the methods built on the default recipe
+    (`RECIPE_METHODS`) trained with another `default_recipe()` are left out
+    (and named).
     """
     if not os.path.exists(path):
         return {}
@@ -146,7 +152,7 @@ def finished_rows(path, settings, same_run, key=lambda row: row["name"]):
         return {}
     recipe = default_recipe()
     stale = [row for row in earlier["rows"]
-             if row.get("method") == "default" and row.get("recipe") != recipe]
+             if row.get("method") in RECIPE_METHODS and row.get("recipe") != recipe]
     for row in stale:
         print(f"not reusing {row['name']!r} (seed {row.get('seed')}) from {path}: it was "
               f"trained with another default recipe ({row.get('recipe')})", flush=True)

@@ -281,7 +281,7 @@ def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, 
     if mask_padding:
         row["mask_padding"] = True
     row.update(options or {})
-    if method in ("default", "units"):
+    if method in common.RECIPE_METHODS:
         row["recipe"] = common.default_recipe()
     if trace:
         names = [item.name for _, items in callbacks[0].groups for item in items] if (

@@ -199,13 +199,16 @@ def test_resume_retrains_default_rows_of_another_recipe(tmp_path, capsys):
             {"name": "default 90%", "method": "default", "seed": 0, "recipe": recipe},
             {"name": "default 80%", "method": "default", "seed": 0,
              "recipe": dict(recipe, timing=[0.2, 0.4, 0.7])},
-            {"name": "default 95%", "method": "default", "seed": 0}]
+            {"name": "default 95%", "method": "default", "seed": 0},
+            {"name": "units 90%", "method": "units", "seed": 0,
+             "recipe": dict(recipe, updates=20)}]
     path = tmp_path / "run.json"
     path.write_text(json.dumps({"settings": {"epochs": 10}, "rows": rows}))
     kept = common.finished_rows(str(path), {"epochs": 10}, ("epochs",))
     assert sorted(kept) == ["default 90%", "dense"]
     out = capsys.readouterr().out
     assert "'default 80%'" in out and "'default 95%'" in out and "0.2, 0.4, 0.7" in out
+    assert "'units 90%'" in out and "'updates': 20" in out
     assert common.finished_rows(str(path), {"epochs": 5}, ("epochs",)) == {}
 
 
