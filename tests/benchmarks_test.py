@@ -259,6 +259,18 @@ def test_in_subprocess_runs_a_benchmark_function_in_a_fresh_python(tmp_path, mon
         common.in_subprocess("run", "nonexistent")
 
 
+@pytest.mark.parametrize("form", ["module", "file"])
+def test_a_benchmark_runs_as_a_module_and_as_a_file(tmp_path, form):
+    import subprocess
+
+    command = (["-m", "benchmarks.lm_seeds"] if form == "module"
+               else [os.path.join(REPO, "benchmarks", "lm_seeds.py")])
+    done = subprocess.run([sys.executable, *command, "--help"], capture_output=True, text=True,
+                          cwd=REPO if form == "module" else str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("usage:")
+
+
 def test_run_expands_groups_once_each_and_rejects_unknown_names(capsys):
     from benchmarks import run
 
