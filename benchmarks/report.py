@@ -38,6 +38,8 @@ SECTIONS = [
                                  "scaling (before it became the default)"),
     ("trajectory_george_steps", "Diagnosis, george: the default with fan-in step "
                                 "scaling (before it became the default)"),
+    ("trajectory_theo_steps", "A speaker no default was chosen on (theo), after the "
+                              "choice: the default against dense, 90%"),
     ("speech", "Speech: FSDD digit strings, held-out speaker (CTC, CER)"),
     ("speech_masked", "Speech on the masked recogniser with the library's default: "
                       "larger and sparse against smaller and dense"),
