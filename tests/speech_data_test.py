@@ -16,6 +16,10 @@ def test_missing_data_dir_is_a_clear_error(tmp_path, monkeypatch):
         speech_data.fsdd_digits(str(tmp_path))
     with pytest.raises(ValueError, match="split='random'"):
         speech_data.fsdd_digits(str(tmp_path), split="random")
+    with pytest.raises(ValueError, match="max_seconds=0"):
+        speech_data.fsdd_digits(str(tmp_path), max_seconds=0)
+    with pytest.raises(ValueError, match="test_speaker='zed'"):
+        speech_data.fsdd_digits(str(tmp_path), test_speaker="zed")
 
 
 def test_undecodable_wav_names_its_path(tmp_path):

@@ -345,17 +345,16 @@ def fsdd_digits(data_dir=None, split="speaker", test_speaker="yweweler",
         raise ValueError(f"`max_seconds` must be > 0. Received: max_seconds={max_seconds}")
     features = audio.AudioFeatures(sample_rate=8000, num_mel_bins=num_mel_bins,
                                    normalize=False)
-    recordings = fsdd_recordings(data_dir)
+    train, test = split_recordings(fsdd_recordings(data_dir), split, test_speaker)
     length = int(max_seconds * features.sample_rate)
-    clips = []
-    for recording in recordings:
-        clip = np.zeros(length, np.float32)
-        clip[: min(length, len(recording.audio))] = recording.audio[:length]
-        clips.append(clip)
-    x = np.stack(features.extract(clips, verbose=False)).astype("float32")
-    y = np.asarray([r.digit for r in recordings], dtype="int32")
-    test = np.asarray([r.speaker == test_speaker if split == "speaker" else r.take < 5
-                       for r in recordings])
-    mean, std = x[~test].mean(), x[~test].std()
-    x = (x - mean) / std
-    return (x[~test], y[~test]), (x[test], y[test])
+
+    def featurised(recordings):
+        clips = [np.zeros(length, np.float32) for _ in recordings]
+        for clip, recording in zip(clips, recordings):
+            clip[: min(length, len(recording.audio))] = recording.audio[:length]
+        x = np.stack(features.extract(clips, verbose=False)).astype("float32")
+        return x, np.asarray([r.digit for r in recordings], dtype="int32")
+
+    (x, y), (x_test, y_test) = featurised(train), featurised(test)
+    mean, std = x.mean(), x.std()
+    return ((x - mean) / std, y), ((x_test - mean) / std, y_test)
