@@ -29,6 +29,10 @@ same budget and seed unless said:
   by magnitude a third of the way (geometrically) to the target and
   training on at the learning rate the dense budget ended with: 2.5 times
   the steps;
+- tfmot's own AGP, only when `--methods` names it (`tfmot_agp`): the same
+  schedule applied by `tfmot.sparsity.keras.prune_low_magnitude` to a
+  tf_keras twin of the model, from the same initial weights
+  (`tfmot_lm.py`, in a process of its own);
 - a `--large-units` model pruned (the paper's ramp) to the non-zero count of
   the dense small model's LSTM + output matrices (`--large-units 0`: none).
 
@@ -57,9 +61,12 @@ from benchmarks import common
 HERE = os.path.dirname(os.path.abspath(__file__))
 PRUNED = ("recurrent", "dense")
 #: The pruning methods, in the order of the table.
-METHODS = ("default", "ramped", "agp", "one_shot", "l1", "prune_retrain")
-#: The methods of a run without `--methods`: those at the dense model's budget.
-SAME_BUDGET = METHODS[:-1]
+METHODS = ("default", "ramped", "agp", "tfmot_agp", "one_shot", "l1", "prune_retrain")
+#: The methods a run trains only when `--methods` names them: prune-and-retrain
+#: (2.5x the steps) and tfmot's AGP (a tf_keras process of its own).
+OPT_IN = ("prune_retrain", "tfmot_agp")
+#: The methods of a run without `--methods`.
+SAME_BUDGET = tuple(m for m in METHODS if m not in OPT_IN)
 #: Prune-and-retrain's rounds (each half the budget, after the dense budget).
 ROUNDS = 3
 
@@ -79,7 +86,7 @@ def matched_units(units, vocabulary, sparsity=0.9):
     return small
 
 
-def zaremba_sgd(epochs, steps, window):
+def zaremba_sgd(epochs, steps, window, framework=None):
     """Zaremba et al.'s SGD for our mean-per-word loss.
 
     Their learning rate 1 and global gradient-norm clip 5 apply to the loss
@@ -87,9 +94,12 @@ def zaremba_sgd(epochs, steps, window):
     is `window` times ours: so lr `window` and clip `5 / window` here, the
     same updates. Their decay, scaled to the budget: halve every epoch after
     round(4/13 of the epochs) (at least one epoch at the full rate).
+    `framework`: the Keras module whose optimizer to build (default
+    `keras`; `tfmot_lm` passes `tf_keras`).
     """
     import keras
 
+    keras = framework or keras
     flat = max(1, round(epochs * 4 / 13))
     boundaries = [steps * e for e in range(flat, epochs)]
     values = [window * 0.5 ** i for i in range(len(boundaries) + 1)]
@@ -146,11 +156,23 @@ def run_one(corpus_batches, vocabulary, units, epochs, method, target, seed, arg
     import tf_gradual_prune as tgp
     from tf_gradual_prune import models
 
-    (x, y), (xv, yv), (xt, yt) = corpus_batches
+    (x, y), _, _ = corpus_batches
     steps = len(x) // args.batch_size
     keras.utils.set_random_seed(seed)
     model = models.language_model(vocabulary, units, stateful=True,
                                   batch_size=args.batch_size, steps=args.steps)
+    if method == "tfmot_agp":
+        # tfmot trains a tf_keras twin from these initial weights in a process
+        # of its own; its pruned weights come back into `model`.
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "weights.npz")
+            done = common.in_subprocess(
+                "tfmot_lm", "run", args.data_dir, args.train_words, units, epochs, seed, target,
+                args.frequency, args.batch_size, args.steps, path)
+            with np.load(path) as saved:
+                model.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
+        return measure(model, corpus_batches, vocabulary, units, method, target, seed,
+                       done["steps"], done["train_seconds"], args)
     if method == "l1":
         for matrix in pruned_matrices(model):
             matrix.regularizer = keras.regularizers.L1(args.l1)
@@ -170,6 +192,16 @@ def run_one(corpus_batches, vocabulary, units, epochs, method, target, seed, arg
     model.fit(x, y, batch_size=args.batch_size, epochs=trained, shuffle=False,
               callbacks=callbacks, verbose=2)
     seconds = time.perf_counter() - start
+    return measure(model, corpus_batches, vocabulary, units, method, target, seed,
+                   trained * steps, seconds, args)
+
+
+def measure(model, corpus_batches, vocabulary, units, method, target, seed, steps, seconds,
+            args):
+    """The row of a trained `model`: perplexities, sparsity, export size."""
+    import tf_gradual_prune as tgp
+
+    _, (xv, yv), (xt, yt) = corpus_batches
     table = tgp.sparsity_table(model, weights=PRUNED)
     return {
         "units": units, "method": method, "target": target, "seed": seed,
@@ -180,7 +212,7 @@ def run_one(corpus_batches, vocabulary, units, epochs, method, target, seed, arg
         "matrices": {row["name"]: round(float(row["sparsity"]), 4) for row in table.rows},
         "parameters": int(model.count_params()),
         "tflite_bytes": export_size(model, vocabulary, units, args.steps),
-        "steps": trained * steps, "train_seconds": seconds,
+        "steps": steps, "train_seconds": seconds,
         **({"recipe": common.default_recipe()} if method == "default" else {}),
         **({"l1": args.l1} if method == "l1" else {}),
     }
@@ -196,8 +228,8 @@ def plot(path, rows):
 
     fig, ax = plt.subplots(figsize=(7, 4))
     dense = [r for r in rows if r["method"] == "dense"]
-    for method, marker in (("default", "D"), ("ramped", "o"), ("agp", "s"), ("one_shot", "v"),
-                           ("l1", "^"), ("prune_retrain", "P")):
+    for method, marker in (("default", "D"), ("ramped", "o"), ("agp", "s"), ("tfmot_agp", "X"),
+                           ("one_shot", "v"), ("l1", "^"), ("prune_retrain", "P")):
         points = sorted((r["sparsity"], r["test_perplexity"]) for r in rows
                         if r["method"] == method and r["name"].startswith(method))
         if points:
@@ -266,8 +298,8 @@ def main(argv=None):
                              "0: no such row")
     parser.add_argument("--targets", type=float, nargs="+", default=[0.8, 0.9, 0.95])
     parser.add_argument("--methods", nargs="+", default=list(SAME_BUDGET), choices=METHODS,
-                        help="pruning methods (default: all but prune_retrain, the ones at "
-                             "the dense model's budget)")
+                        help="pruning methods (default: all but " + " and ".join(OPT_IN)
+                             + ", which run only when named)")
     parser.add_argument("--l1", type=float, default=1e-6,
                         help="the L1 penalty of the 'l1' method, per weight")
     parser.add_argument("--frequency", type=int, default=100)
@@ -312,9 +344,11 @@ def main(argv=None):
 
     corpus = lm_data.ptb(args.data_dir)
     train = corpus.train
+    args.train_words = None  # all of them
     if args.quick:
-        train, args.units, args.large_units, args.frequency = train[:60000], 32, 64, 10
+        args.train_words, args.units, args.large_units, args.frequency = 60000, 32, 64, 10
         args.targets, args.epochs = [0.9], 4
+        train = train[:args.train_words]
     vocabulary = len(corpus.vocabulary)
     batches = tuple(lm_data.lm_batches(ids, args.batch_size, args.steps)
                     for ids in (train, corpus.valid, corpus.test))

@@ -505,6 +505,34 @@ def test_lm_row_trains_each_method_for_its_budget(monkeypatch, method, epochs_tr
     assert np.isfinite(row["test_perplexity"]) and row["tflite_bytes"] == 123
 
 
+def test_lm_tfmot_agp_row_trains_the_twin_like_our_agp(monkeypatch, data_dir):
+    """tfmot's AGP on the tf_keras twin (a process of its own) comes back
+    into the Keras 3 model: every pruned matrix at the target, the same
+    steps, and, from the same initial weights and batches, a perplexity
+    within 2% of our callback's AGP."""
+    import argparse
+
+    import numpy as np
+
+    from benchmarks import lm_bench
+    from tf_gradual_prune import lm_data
+
+    monkeypatch.setattr(lm_bench, "export_size", lambda *args: 123)  # the export is tested apart
+    corpus = lm_data.ptb(data_dir)
+    batches = tuple(lm_data.lm_batches(ids[:2000], 4, 5)
+                    for ids in (corpus.train, corpus.valid, corpus.test))
+    args = argparse.Namespace(batch_size=4, steps=5, frequency=5, l1=1e-6, data_dir=data_dir,
+                              train_words=2000)
+    rows = {method: lm_bench.run_one(batches, len(corpus.vocabulary), 8, 4, method, 0.9, 0, args)
+            for method in ("tfmot_agp", "agp")}
+    theirs, ours = rows["tfmot_agp"], rows["agp"]
+    assert theirs["method"] == "tfmot_agp" and theirs["steps"] == ours["steps"] == 4 * 99
+    assert sorted(theirs["matrices"]) == sorted(ours["matrices"])
+    assert all(s == pytest.approx(0.9, abs=0.01) for s in theirs["matrices"].values())
+    assert np.isfinite(theirs["test_perplexity"])
+    assert theirs["test_perplexity"] == pytest.approx(ours["test_perplexity"], rel=0.02)
+
+
 def lm_run(folder, name, seed, perplexities, matrices=None, **settings):
     rows = [{"name": row, "method": row.split()[0], "seed": seed, "valid_perplexity": p + 2,
              "test_perplexity": p, "sparsity": 0.0 if row.startswith("dense") else 0.9,
