@@ -75,6 +75,81 @@ class _MaskConstraint:
         return kept
 
 
+class _CarriedState:
+    """On JAX, the constraints' variables ride in the optimizer's state.
+
+    JAX's compiled training step is a pure function of the training state
+    (the model's and the optimizer's variables): any other variable a
+    constraint reads is a constant of the compiled step, and what it
+    assigns is lost. Keras' `optimizer.stateless_apply`, which applies the
+    constraints, maps the optimizer's variables; so the masks, step anchors
+    and scales and regrowth shadows are appended to the variables of the
+    optimizer that applies the constraints (for a `LossScaleOptimizer`, the
+    one it wraps). A mask update on the host then reaches the next step
+    without compiling it again, and the anchors and shadows the constraint
+    assigns are carried from step to step.
+
+    Saving and loading do not see them: the optimizers' `save_own_variables`
+    and `load_own_variables` run with them hidden, so `.keras` and weights
+    files hold the optimizer's own variables only, as without the callback,
+    and a checkpoint written during `fit` loads into a fresh optimizer.
+    Other backends read and assign the variables themselves and need none of
+    this.
+    """
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+        self.variables = []
+
+    @classmethod
+    def of(cls, model):
+        """The carried state of `model`'s optimizer (made on first use)."""
+        outer = optimizer = model.optimizer
+        while getattr(optimizer, "inner_optimizer", None) is not None:
+            optimizer = optimizer.inner_optimizer
+        carried = getattr(optimizer, "_pruning_carried", None)
+        if carried is None:
+            carried = optimizer._pruning_carried = cls(optimizer)
+        current = outer
+        while current is not None:
+            carried._hide_from_saving(current)
+            current = getattr(current, "inner_optimizer", None)
+        return carried
+
+    def carry(self, variables):
+        """Appends the `variables` not carried yet; True if any was."""
+        known = {id(v) for v in self.variables}
+        new = [v for v in variables if v is not None and id(v) not in known]
+        self.variables += new
+        self.optimizer._variables.extend(new)
+        return bool(new)
+
+    @contextlib.contextmanager
+    def hidden(self):
+        """The optimizer's variables without the carried ones, for a while."""
+        ours = {id(v) for v in self.variables}
+        store = self.optimizer._variables
+        before = list(store)
+        store[:] = [v for v in before if id(v) not in ours]
+        try:
+            yield
+        finally:
+            store[:] = before
+
+    def _hide_from_saving(self, optimizer):
+        for name in ("save_own_variables", "load_own_variables"):
+            method = getattr(optimizer, name)
+            if getattr(method, "hides", None) is self:
+                continue
+
+            def call(store, method=method):
+                with self.hidden():
+                    return method(store)
+
+            call.hides = self
+            setattr(optimizer, name, call)
+
+
 def _step_variables(variable):
     """`(anchor, scale)` for step scaling `variable` (see `_MaskConstraint`).
 
@@ -122,12 +197,6 @@ class _Group:
         # computed from (the constraint adds every update to it).
         self.shadows = None
         if getattr(self.rule, "regrow", False):
-            if keras.backend.backend() == "jax":
-                raise NotImplementedError(
-                    "Regrowth (`regrow=True`) updates its shadow weights inside "
-                    "the training step, which JAX's stateless step cannot do. "
-                    "Use the TensorFlow or PyTorch backend, or regrow=False."
-                )
             self.shadows = [
                 keras.Variable(masking.to_numpy(item.variable), trainable=False,
                                name="shadow")
@@ -138,20 +207,10 @@ class _Group:
         # summed over, so their steps are not scaled.
         self.steps = None
         if getattr(self.rule, "step_scale", None) is not None:
-            if keras.backend.backend() == "jax":
-                warnings.warn(
-                    f"step_scale={self.rule.step_scale!r} keeps the weights before "
-                    "each step inside the training step, which JAX's stateless "
-                    "step cannot do: on this backend the optimizer's steps are "
-                    "not scaled. Use the TensorFlow or PyTorch backend for the "
-                    "recipe as measured, or step_scale=None to silence this.",
-                    stacklevel=4,
-                )
-            else:
-                self.steps = [
-                    None if item.kind == "embedding" else _step_variables(item.variable)
-                    for item in items
-                ]
+            self.steps = [
+                None if item.kind == "embedding" else _step_variables(item.variable)
+                for item in items
+            ]
         self.state = self.rule.init(
             self.magnitudes([masking.to_numpy(item.variable) for item in items])
         )
@@ -717,15 +776,18 @@ class GradualPruning(keras.callbacks.Callback):
         The constraints stay on the weights between `fit` calls (with
         all-ones masks, so they change nothing), so that a second `fit`
         reuses its compiled step: it is traced again only where a
-        constraint is new, or on JAX, whose compiled step holds the masks'
-        values.
+        constraint is new (on JAX: or its variables are new to the
+        optimizer's state, see `_CarriedState`).
         """
         new = False
+        carried = _CarriedState.of(self.model) if keras.backend.backend() == "jax" else None
         for group in self._groups:
             group.hold()
             # The weights may have changed since the last `fit` (e.g. loaded).
             group.sync_steps()
             for variable, mask, shadow, steps in group.constrained():
+                if carried is not None:
+                    new |= carried.carry([mask, shadow, *(steps or ())])
                 current = variable.constraint
                 if isinstance(current, _MaskConstraint) and current.mask is mask:
                     continue
@@ -733,7 +795,7 @@ class GradualPruning(keras.callbacks.Callback):
                     current = current.inner  # another run's mask
                 variable.constraint = _MaskConstraint(mask, current, shadow, steps)
                 new = True
-        if new or keras.backend.backend() == "jax":
+        if new:
             self.model.make_train_function(force=True)
 
     def _release_masks(self):
@@ -741,8 +803,6 @@ class GradualPruning(keras.callbacks.Callback):
         next `fit`), so that training without the callback is not pruned."""
         for group in self._groups or []:
             group.release()
-        if keras.backend.backend() == "jax" and self.model is not None:
-            self.model.make_train_function(force=True)
 
     def _warn_about_plan(self, step):
         spe = getattr(self.model, "steps_per_execution", 1) or 1
@@ -824,9 +884,6 @@ class GradualPruning(keras.callbacks.Callback):
         for group in self._groups:
             updated |= group.advance(step, self._previous, self._sync_weights)
         self._previous = step
-        if updated and keras.backend.backend() == "jax":
-            # A jitted step holds the masks as constants: trace it again.
-            self.model.make_train_function(force=True)
         if updated and self._writer is not None:
             self._write_summaries(step)
 

@@ -363,8 +363,8 @@ class RampedThresholdSchedule:
             each update step the mask is computed afresh from the shadow's
             magnitudes with this schedule's threshold (which still only
             grows). After `end_step` the mask is fixed. It costs one more
-            copy of the pruned matrices and is not available on the JAX
-            backend; an exact resume restarts the shadow from the weights.
+            copy of the pruned matrices; an exact resume restarts the
+            shadow from the weights.
             Defaults to `False`.
         allocation: One of `"uniform"`, `"erk"`, `"lamp"`, or `None`. With
             `target_sparsity`: how it is shared out among the matrices of
@@ -387,9 +387,8 @@ class RampedThresholdSchedule:
             slower than the dense model it came from (see `docs/accuracy.md`,
             "Step scaling"). Embeddings are not scaled (a row is looked up,
             not summed over). The callback keeps one more copy of each
-            matrix (the weights before the step); on the JAX backend it
-            warns and does not scale. `None`: the optimizer's steps as they
-            are (the paper). Defaults to `None`.
+            matrix (the weights before the step). `None`: the optimizer's
+            steps as they are (the paper). Defaults to `None`.
 
     Raises:
         ValueError: for steps out of order, a `frequency` with no update
