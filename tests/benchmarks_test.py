@@ -578,3 +578,19 @@ def test_lm_seeds_refuses_runs_that_do_not_pair(tmp_path, second, message):
         lm_seeds.load_runs(["a", "b"], str(tmp_path))
     with pytest.raises(ValueError, match="no results file: 'c'"):
         lm_seeds.load_runs(["a", "c"], str(tmp_path))
+
+
+def test_training_bench_quick_times_plain_and_pruned_steps_with_step_scaling(tmp_path):
+    from benchmarks import training_bench
+
+    training_bench.main(["--quick", "--no-tfmot", "--step-scale", "fan_in",
+                         "--output-dir", str(tmp_path)])
+    with open(tmp_path / "training_quick.json") as f:
+        saved = json.load(f)
+    (row,) = saved["rows"]
+    assert row["model"] == "LSTM(64)" and row["ratio"] > 0 and row["total_ratio"] > 0
+    assert len(row["raw"]["pruned_ms"]) == len(row["raw"]["plain_ms"]) == 2
+    assert saved["settings"]["step_scale"] == "fan_in"
+    markdown = (tmp_path / "training_quick.md").read_text()
+    assert 'steps scaled (`step_scale="fan_in"`)' in markdown
+    assert (tmp_path / "training_quick.png").exists()
