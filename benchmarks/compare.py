@@ -11,7 +11,7 @@ ramped threshold, AGP, one-shot, prune-and-retrain, L1) at every `--targets`
 sparsity on the same model,
 data, optimizer and seeds; the dense model at `--units` and at
 `--small-units`; and tfmot's own AGP on a tf_keras twin (`tfmot_speech.py`,
-in a process of its own) at the headline target. Every pruned `--units`
+in a process of its own) at every target. Every pruned `--units`
 model has fewer recurrent non-zeros than the dense `--small-units` one at
 these targets, so the table answers the paper's claim per method.
 
@@ -92,8 +92,9 @@ def configs(args):
     if not args.no_tfmot:
         headline.append((f"tfmot_agp {args.headline:.0%}", args.units, "tfmot_agp",
                          args.headline))
+    methods = list(args.methods) + ([] if args.no_tfmot else ["tfmot_agp"])
     others = [(f"{m} {t:.0%}", args.units, m, t) for t in args.targets
-              if t != args.headline for m in args.methods]
+              if t != args.headline for m in methods]
     return ([c + (seed,) for seed in args.seeds for c in headline]
             + [c + (seed,) for seed in args.seeds for c in others])
 

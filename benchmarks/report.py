@@ -76,6 +76,11 @@ SECTIONS = [
     ("tflite_goal", "TFLite speed goal: blocks of weights against whole units, "
                     "every interpreter setting"),
     ("training", "Training: what pruning costs per step"),
+    ("training_focus", "Training, 512 units, 15 rounds of 30 steps on a quiet host"),
+    ("training_focus_steps", "Training, 512 units, with the default's step scaling"),
+    ("training_jax", "Training on JAX: what pruning costs per step (masks in the "
+                     "optimizer's state)"),
+    ("training_jax_steps", "Training on JAX, 512 units, with the default's step scaling"),
     ("tuning", "Tuning the schedule with keras-tuner: what it costs and what it buys"),
     ("tuning_pareto", "A size-aware search: the smallest .tflite export above an accuracy "
                       "floor, and the Pareto front"),

@@ -18,6 +18,21 @@ SETTINGS = {"data_dir": None, "seeds": [0], "targets": [0.5], "headline": 0.5,
             "frequency": 1, "quick": True, "resume": False}
 
 
+@pytest.mark.parametrize("no_tfmot", [False, True])
+def test_compare_runs_tfmot_agp_at_every_target_unless_told_not_to(no_tfmot):
+    import argparse
+
+    args = argparse.Namespace(**dict(SETTINGS, targets=[0.8, 0.9], headline=0.9,
+                                     seeds=[0, 1], no_tfmot=no_tfmot))
+    names = [(c[0], c[-1]) for c in compare.configs(args)]
+    tfmot = sorted(n for n in names if n[0].startswith("tfmot_agp"))
+    assert tfmot == ([] if no_tfmot else
+                     [("tfmot_agp 80%", 0), ("tfmot_agp 80%", 1),
+                      ("tfmot_agp 90%", 0), ("tfmot_agp 90%", 1)])
+    # The headline rows of every seed come first.
+    assert names.index(("ramped 90%", 1)) < names.index(("ramped 80%", 0))
+
+
 def write_results(path, rows):
     with open(path, "w") as f:
         json.dump({"command": "compare.py (test)", "settings": SETTINGS,

@@ -502,12 +502,13 @@ class GradualPruning(keras.callbacks.Callback):
     in custom training loops that use a Keras optimizer). When training
     ends the masks are set aside and the constraints left in place with
     all-ones masks: training the model without the callback prunes
-    nothing, and a second `fit` with it reuses the compiled training step
-    (TensorFlow, PyTorch). The callback runs on every Keras 3
-    backend (TensorFlow, JAX, PyTorch), with `keras.distribution` too; on
-    JAX, whose compiled step holds the masks as constants, the step is
-    compiled again after each mask update (about 80 times in a
-    `for_training` run).
+    nothing, and a second `fit` with it reuses the compiled training step.
+    The callback runs on every Keras 3 backend (TensorFlow, JAX, PyTorch),
+    with `keras.distribution` too. On JAX, whose compiled step sees only
+    the model's and the optimizer's variables, the masks (and the step
+    anchors and regrowth shadows) are appended to
+    `model.optimizer.variables`; saving and loading do not see them, so
+    `.keras` and weights files are as without the callback.
 
     By default every recurrent weight matrix is pruned: the input `kernel`
     and the `recurrent_kernel` of LSTM, GRU and SimpleRNN layers and cells,
