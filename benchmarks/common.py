@@ -163,19 +163,31 @@ def in_subprocess(module, function, *args):
     """Runs `benchmarks.<module>.function(*args)` in a fresh Python.
 
     For code that must not share a process with this one (tfmot on
-    tf_keras). Returns the function's JSON-serialisable result.
+    tf_keras). Returns the function's JSON-serialisable result. What the
+    function prints (e.g. Keras' progress) is passed on as it comes; its
+    standard error is shown only if it fails.
     """
+    import tempfile
+
     code = (
         "import json, sys; sys.path.insert(0, sys.argv[1]); "
         f"from benchmarks import {module} as m; "
         f"print('RESULT' + json.dumps(m.{function}(*json.loads(sys.argv[2]))))"
     )
-    done = subprocess.run([sys.executable, "-c", code, ROOT, json.dumps(args)],
-                          capture_output=True, text=True)
-    for line in done.stdout.splitlines():
-        if line.startswith("RESULT"):
-            return json.loads(line[len("RESULT"):])
-    raise RuntimeError(f"{module}.{function}{tuple(args)} failed:\n{done.stderr[-3000:]}")
+    result = None
+    # Standard error goes to a file: a pipe nobody reads could fill and stall the child.
+    with tempfile.TemporaryFile("w+") as errors:
+        with subprocess.Popen([sys.executable, "-c", code, ROOT, json.dumps(args)],
+                              stdout=subprocess.PIPE, stderr=errors, text=True) as child:
+            for line in child.stdout:
+                if line.startswith("RESULT"):
+                    result = json.loads(line[len("RESULT"):])
+                else:
+                    print(line, end="", flush=True)
+        if result is not None:
+            return result
+        errors.seek(0)
+        raise RuntimeError(f"{module}.{function}{tuple(args)} failed:\n{errors.read()[-3000:]}")
 
 
 def keep_unreached(rows, earlier, key=lambda row: row["name"]):

@@ -274,6 +274,13 @@ def test_in_subprocess_runs_a_benchmark_function_in_a_fresh_python(tmp_path, mon
         common.in_subprocess("run", "nonexistent")
 
 
+def test_in_subprocess_passes_on_what_the_function_prints(capsys):
+    # `run.main(["--help"])` prints its usage and exits: no result.
+    with pytest.raises(RuntimeError, match=r"run.main\(\['--help'\],\) failed"):
+        common.in_subprocess("run", "main", ["--help"])
+    assert capsys.readouterr().out.startswith("usage:")
+
+
 @pytest.mark.parametrize("form", ["module", "file"])
 def test_a_benchmark_runs_as_a_module_and_as_a_file(tmp_path, form):
     import subprocess
