@@ -166,6 +166,7 @@ def run_one(corpus_batches, vocabulary, units, epochs, method, target, seed, arg
         # of its own; its pruned weights come back into `model`.
         with tempfile.TemporaryDirectory() as folder:
             path = os.path.join(folder, "weights.npz")
+            np.savez(path, *model.get_weights())
             done = common.in_subprocess(
                 "tfmot_lm", "run", args.data_dir, args.train_words, units, epochs, seed, target,
                 args.frequency, args.batch_size, args.steps, path)

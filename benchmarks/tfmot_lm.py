@@ -12,8 +12,8 @@ recurrent kernels) and on the output layer (its kernel), the matrices
 SGD (`lm_bench.zaremba_sgd`, built by tf_keras), the same steps and the
 same `PolynomialDecay` as the `agp` row (`common.pruning_schedule`), with
 tfmot's `UpdatePruningStep` and the states reset at every epoch. The twin
-starts from the initial weights of our row with the same seed (the Keras 3
-model `lm_bench.run_one` builds; its weights are copied in), so the two AGP
+starts from the initial weights of our row with the same seed
+(`lm_bench.run_one` writes its Keras 3 model's weights for it), so the two AGP
 rows differ only in the pruning code and the framework. The trained,
 stripped weights are written to a `.npz` file, which `lm_bench` loads into
 that Keras 3 model, so that perplexity, sparsity and export size are
@@ -49,32 +49,36 @@ def twin(vocabulary, units, batch_size, steps, schedule, layers=2):
 
 def run(data_dir, train_words, units, epochs, seed, target, frequency, batch_size, steps,
         weights_path):
-    """Trains the AGP row through tfmot and writes the stripped weights, in
-    the order of the Keras 3 model's `get_weights()`, to `weights_path`
+    """Trains the AGP row through tfmot from the initial weights at
+    `weights_path` (`.npz`, the Keras 3 model's `get_weights()`) and writes
+    the stripped weights there, in the same order
     (`.npz`). Returns the steps trained and the training seconds."""
     import time
 
-    import keras
     import numpy as np
     import tensorflow_model_optimization as tfmot
     import tf_keras
 
     from benchmarks import common, lm_bench
     from benchmarks.tfmot_speech import weighted_layers
-    from tf_gradual_prune import lm_data, models
+    from tf_gradual_prune import lm_data
 
     corpus = lm_data.ptb(data_dir)
     train = corpus.train if train_words is None else corpus.train[:train_words]
     x, y = lm_data.lm_batches(train, batch_size, steps)
     steps_per_epoch = len(x) // batch_size
     vocabulary = len(corpus.vocabulary)
-    keras.utils.set_random_seed(seed)  # the initial weights of lm_bench.run_one
-    ours = models.language_model(vocabulary, units, stateful=True, batch_size=batch_size,
-                                 steps=steps)
+    tf_keras.utils.set_random_seed(seed)
     schedule = common.pruning_schedule("agp", epochs, steps_per_epoch, target, frequency)
     pruned = twin(vocabulary, units, batch_size, steps, schedule)
-    for source, destination in zip(weighted_layers(ours), weighted_layers(pruned), strict=True):
-        destination.set_weights(source.get_weights())
+    # The Keras 3 model's initial weights, which lm_bench.run_one wrote here.
+    with np.load(weights_path) as saved:
+        initial = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    for layer in weighted_layers(pruned):
+        count = len(layer.get_weights())
+        layer.set_weights(initial[:count])
+        initial = initial[count:]
+    assert not initial, "the twin holds fewer weights than the Keras 3 model"
 
     class ResetStates(tf_keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
