@@ -15,6 +15,7 @@ from tf_gradual_prune import (
     RampedThresholdSchedule,
     compat,
     find_prunable_weights,
+    masking,
     schedules,
     sparsity_table,
 )
@@ -352,14 +353,18 @@ def test_dict_schedule_with_weights_is_an_error():
 
 
 def assert_whole_blocks(values, block):
+    """Every block (`(inputs, outputs)`, or an integer for `(block, 1)`) of
+    the last two axes is all zero or has no zero."""
+    rows, cols = block if isinstance(block, tuple) else (block, 1)
     zero = values == 0
-    inputs = zero.shape[-2]
-    for start in range(0, inputs, block):
-        chunk = zero[..., start:start + block, :]
-        assert np.all(chunk.all(axis=-2) | ~chunk.any(axis=-2)), start
+    inputs, outputs = zero.shape[-2:]
+    for start in range(0, inputs, rows):
+        for first in range(0, outputs, cols):
+            chunk = zero[..., start:start + rows, first:first + cols]
+            assert np.all(chunk.all(axis=(-2, -1)) | ~chunk.any(axis=(-2, -1))), (start, first)
 
 
-@pytest.mark.parametrize("block", [4, 16, (4, 1)])
+@pytest.mark.parametrize("block", [4, 16, (4, 1), (1, 8), (1, 5)])
 @pytest.mark.parametrize("by", ["threshold", "fraction"])
 def test_block_pruning_prunes_whole_blocks(block, by):
     pytest.importorskip("tensorflow_model_optimization")
@@ -370,17 +375,18 @@ def test_block_pruning_prunes_whole_blocks(block, by):
     else:
         schedule = tfmot.sparsity.keras.ConstantSparsity(0.75, begin_step=6, frequency=3)
     fit(model, [GradualPruning(schedule, weights="all", block_size=block)], epochs=3)
-    size = block[0] if isinstance(block, tuple) else block
+    block = masking.check_block_size(block)
     for item in find_prunable_weights(model, weights="all"):
         values = keras.ops.convert_to_numpy(item.variable)
-        assert_whole_blocks(values, size)
+        assert_whole_blocks(values, block)
     # Three of four blocks go; whole-block counting makes it approximate.
     assert sparsity_table(model).sparsity == pytest.approx(0.75, abs=0.08)
 
 
 @pytest.mark.parametrize(
     "block, error",
-    [(0, ValueError), (-4, ValueError), (2.0, TypeError), ((4, 2), TypeError), ("4", TypeError)],
+    [(0, ValueError), (-4, ValueError), (2.0, TypeError), ((4, 0), ValueError),
+     ((4, 2, 1), TypeError), ((1, 2.5), TypeError), ("4", TypeError)],
 )
 def test_bad_block_size(block, error):
     schedule = RampedThresholdSchedule(1, 2, 10, 1, target_sparsity=0.5)

@@ -324,6 +324,8 @@ def test_streaming_export_runs_chunk_by_chunk_like_the_offline_model(streaming_s
         (dict(streaming=True, chunk_frames=9, sample_inputs=np.zeros((2, 5, 6))),
          r"frames >= chunk_frames=9.*Received shape \(2, 5, 6\)"),
         (dict(streaming=True, chunk_frames=8), "not a multiple of its stride 3"),
+        (dict(streaming=True, chunk_frames=9, encoding="gathered"),
+         "encoding='gathered'.*streaming=True"),
     ],
 )
 def test_streaming_arguments_are_checked(streaming_speech, tmp_path, kwargs, match):
@@ -366,7 +368,65 @@ def test_encoding_dense_and_auto(model4, tmp_path):
     assert dense.encoding == "dense" and dense.sparse_tensors == 0
     assert list(dense.timings) == ["dense"]
     auto = export_tflite(model4, str(tmp_path / "a.tflite"))
-    # Both encodings were timed; the file is the one named, with its reason.
-    assert set(auto.timings) == {"sparse", "dense"}
+    # Both encodings were timed (and a gathered copy where a layer's groups
+    # read few enough inputs); the file is the one named, with its reason.
+    assert {"sparse", "dense"} <= set(auto.timings) <= {"sparse", "dense", "gathered"}
+    assert set(auto.timings) - {"sparse", "dense"} == set(
+        ["gathered"] if auto.gathered["gathered"] else [])
     assert (auto.sparse_tensors > 0) == (auto.encoding == "sparse")
     assert f"encoding: {auto.encoding} (" in str(auto)
+
+
+@pytest.fixture(scope="module")
+def model_groups():
+    """`pruned_model` in blocks of one input and 8 outputs."""
+    keras.utils.set_random_seed(0)
+    return pruned_model((1, 8))
+
+
+def test_gathered_export_reproduces_keras_and_reports_each_matrix(model_groups, tmp_path):
+    path = str(tmp_path / "g.tflite")
+    report = export_tflite(model_groups, path, encoding="gathered")
+    assert report.encoding == "gathered" and list(report.timings) == ["gathered"]
+    assert set(report.gathered["gathered"]) == {
+        layer.name for layer in model_groups.layers[:3]} and report.gathered["kept"] == {}
+    rows = {t["keras_weight"]: t for t in report.tensors if t["format"] == "gathered"}
+    recurrent = [n for n in keras_matrices(model_groups) if "cell" in n]
+    assert sorted(rows) == sorted(recurrent) and len(rows) == 8
+    for name, matrix in keras_matrices(model_groups).items():
+        if name in rows:
+            row = rows[name]
+            assert row["shape"] == list(matrix.T.shape) and row["block"][1] == 1
+            assert row["sparsity"] == pytest.approx(np.mean(matrix == 0))
+            # Indices and blocks: more than the non-zeros, less than dense.
+            assert 4 * np.count_nonzero(matrix) < row["bytes"] < 4 * matrix.size
+    got = LiteRTRunner(path, delegate=report.delegate).run(X[:4])
+    expected = keras.ops.convert_to_numpy(model_groups(X[:4]))
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    sidecar = json.load(open(path[: -len(".tflite")] + ".json"))
+    assert sidecar["encoding"] == "gathered"
+    assert "encoding: gathered" in str(report)
+
+
+def test_auto_times_the_gathered_copy_and_keeps_the_fastest(model_groups, tmp_path):
+    from tf_gradual_prune.export import FASTER
+
+    report = export_tflite(model_groups, str(tmp_path / "a.tflite"))
+    assert set(report.timings) == {"sparse", "dense", "gathered"}
+    best = {k: min(v.values()) for k, v in report.timings.items()}
+    expected = "sparse"
+    for challenger in ("dense", "gathered"):
+        if best[challenger] < FASTER * best[expected]:
+            expected = challenger
+    assert report.encoding == expected
+    assert f"encoding: {expected} (" in str(report)
+
+
+def test_gathered_encoding_needs_a_layer_to_gather(tmp_path):
+    model = keras.Sequential([keras.Input((6, 8)), L.LSTM(8, name="never_pruned"),
+                              L.Dense(2)])
+    with pytest.raises(ValueError, match=r"encoding='gathered'.*never_pruned: its output "
+                       r"groups read too many inputs.*100% of the dense work"), \
+            pytest.warns(UserWarning, match="no weight matrix with >= 30% zeros"):
+        export_tflite(model, str(tmp_path / "m.tflite"), encoding="gathered")
+    assert os.listdir(tmp_path) == []

@@ -170,11 +170,37 @@ def test_block_magnitudes_and_expansion():
     np.testing.assert_array_equal(scores, [[3, 4], [7, 8], [9, 10]])
     np.testing.assert_array_equal(block_magnitudes(w, 1), np.abs(w))
     keep = np.array([[True, False], [False, True], [True, True]])
-    expanded = expand_blocks(keep, 2, 5)
+    expanded = expand_blocks(keep, 2, w.shape)
     assert expanded.shape == (5, 2)
     np.testing.assert_array_equal(expanded[:, 0], [1, 1, 0, 0, 1])
     conv = np.ones((3, 8, 5), "float32")  # (kernel, in, out): blocks along in
     assert block_magnitudes(conv, 4).shape == (3, 2, 5)
+
+
+def test_blocks_across_outputs():
+    from tf_gradual_prune.masking import block_magnitudes, expand_blocks
+
+    w = np.arange(1, 16, dtype="float32").reshape(3, 5)
+    # (1, 2): one input row, two consecutive outputs; the last block is short.
+    np.testing.assert_array_equal(
+        block_magnitudes(w, (1, 2)), [[2, 4, 5], [7, 9, 10], [12, 14, 15]])
+    np.testing.assert_array_equal(block_magnitudes(-w, (2, 2)), [[7, 9, 10], [12, 14, 15]])
+    keep = np.array([[True, False, True], [False, True, False], [True, True, False]])
+    expanded = expand_blocks(keep, (1, 2), w.shape)
+    np.testing.assert_array_equal(
+        expanded, [[1, 1, 0, 0, 1], [0, 0, 1, 1, 0], [1, 1, 1, 1, 0]])
+    conv = np.ones((3, 8, 64), "float32")
+    assert block_magnitudes(conv, (1, 32)).shape == (3, 8, 2)
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [(4, 4), ((4, 1), 4), ([4, 1], 4), ((1, 32), (1, 32)), ([2, 8], (2, 8)), ((1, 1), 1)],
+)
+def test_check_block_size_normalises(given, expected):
+    from tf_gradual_prune.masking import check_block_size
+
+    assert check_block_size(given) == expected
 
 
 def test_prune_below_only_loses_ones_and_keeps_blocks_whole():

@@ -74,22 +74,26 @@ def test_calibrated_schedule_on_static_random_matrix_lands_near_target(schedule,
 
 @settings(max_examples=40, deadline=None)
 @given(
-    st.integers(1, 20), st.integers(1, 12), st.sampled_from([1, 2, 4, 16]),
+    st.integers(1, 20), st.integers(1, 12),
+    st.sampled_from([1, 2, 4, 16, (1, 3), (2, 4), (1, 16)]),
     st.lists(st.floats(0.0, 2.0), min_size=1, max_size=6), st.integers(0, 2**31 - 1),
 )
 def test_masks_only_lose_ones_and_blocks_stay_whole(inputs, outputs, block, thresholds, seed):
     rng = np.random.default_rng(seed)
+    rows, cols = block if isinstance(block, tuple) else (block, 1)
     mask = np.ones((inputs, outputs), bool)
     for threshold in sorted(thresholds, key=lambda _: rng.random()):
         weights = rng.normal(size=(inputs, outputs)) * mask  # pruned stay zero
         weights += rng.normal(size=weights.shape) * 0.1 * ~mask  # ... or drift
         scores = masking.block_magnitudes(weights, block)
-        keep = masking.expand_blocks(scores >= threshold, block, inputs)
+        assert scores.shape == (-(-inputs // rows), -(-outputs // cols))
+        keep = masking.expand_blocks(scores >= threshold, block, weights.shape)
         new = mask & keep
         assert not np.any(new & ~mask)  # never regrows
-        for start in range(0, inputs, block):
-            chunk = new[start:start + block]
-            assert np.all(chunk.all(axis=0) | ~chunk.any(axis=0))
+        for start in range(0, inputs, rows):
+            for first in range(0, outputs, cols):
+                chunk = new[start:start + rows, first:first + cols]
+                assert chunk.all() or not chunk.any()
         mask = new
 
 

@@ -14,7 +14,7 @@ def prune_by_hand(model, block, sparsity):
         values = keras.ops.convert_to_numpy(item.variable)
         scores = masking.block_magnitudes(values, block)
         keep = scores >= np.quantile(scores, sparsity)
-        mask = masking.expand_blocks(keep, block, values.shape[-2])
+        mask = masking.expand_blocks(keep, block, values.shape)
         item.variable.assign(values * mask)
 
 

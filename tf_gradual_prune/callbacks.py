@@ -263,7 +263,7 @@ class _Group:
         for item, mask in zip(self.items, self.masks):
             values = masking.to_numpy(item.variable)
             alive = masking.block_magnitudes(values, self.block_size) > 0
-            mask.assign(masking.expand_blocks(alive, self.block_size, values.shape[-2]))
+            mask.assign(masking.expand_blocks(alive, self.block_size, values.shape))
         self.zeros = self.sizes - np.array(
             [int(np.count_nonzero(masking.to_numpy(m))) for m in self.masks]
         )
@@ -561,13 +561,19 @@ class GradualPruning(keras.callbacks.Callback):
             choose). Defaults to `None`.
         layers: List of layer names or layers, or `None`. Restricts pruning
             to matrices inside these layers. Defaults to `None`.
-        block_size: Integer >= 1 (or tfmot's `(block, 1)`). Prune whole
-            blocks of this many consecutive input weights of one output unit
-            (along the kernel's input axis), scored by their largest |w|:
-            thresholds and sparsity fractions then apply to blocks. 4 (float)
-            and 16 (int8) match TFLite's fast sparse FULLY_CONNECTED kernels.
-            If the input size is not a multiple, the last block of each
-            column is shorter. Defaults to `1` (unstructured).
+        block_size: Integer >= 1, or a pair `(inputs, outputs)`. Prune
+            whole blocks, scored by their largest |w|: thresholds and
+            sparsity fractions then apply to blocks. An integer (tfmot's
+            `(block, 1)`) is that many consecutive input weights of one
+            output unit: 4 (float) and 16 (int8) match TFLite's sparse
+            FULLY_CONNECTED kernels. `(1, n)` is one input read by `n`
+            consecutive outputs (for a recurrent kernel, `n` dividing
+            `units` keeps each block inside one gate): `export_tflite`
+            stores such recurrent layers as a gather of the inputs each
+            group of outputs reads and one small dense product, which runs
+            on XNNPACK and is the fastest sparse layout on CPUs
+            (docs/performance.md). Where a size is not a multiple, the last
+            blocks are smaller. Defaults to `1` (unstructured).
         log_dir: String or `None`. Folder for TensorBoard summaries (they
             need the tensorboard package, which TensorFlow >= 2.18 no
             longer installs: the `[tensorboard]` extra). Defaults to `None`.

@@ -13,6 +13,13 @@ How the sparsity survives conversion:
   CSR-like and expanded by a `DENSIFY` op at load time (a smaller file, no
   speed-up); blocks of 4 consecutive input weights (`block_size=4` in
   `GradualPruning`) are stored block-sparse and run on sparse kernels.
+- Recurrent layers whose groups of outputs read few inputs (`block_size=(1,
+  n)`) can instead be stored *gathered* (`gathering`): per group, the input
+  indices and a small dense block, run as a gather and a batched product
+  on XNNPACK's dense kernels. With `encoding="auto"` the export converts
+  such a copy too, and the three candidates (sparse, dense, gathered) are
+  timed; the fastest that reproduces Keras is written, and the report
+  says why.
 - Before the file is final it is run in the LiteRT interpreter on sample
   inputs and compared with Keras, with and without the XNNPACK delegate. The
   XNNPACK delegate rejects or miscomputes sparse int8 models; the report
@@ -39,6 +46,7 @@ from tf_gradual_prune import (
     checks,
     compat,
     files,
+    gathering,
     masking,
     runtime,
     shrinking,
@@ -58,7 +66,12 @@ DEFAULT_TOLERANCE = {"float32": 1e-4, "dynamic_int8": 0.1, "int8": 0.2}
 SPARSE_MIN_ZEROS = 0.3
 
 #: How `export_tflite` may store the weights.
-ENCODINGS = ("auto", "sparse", "dense")
+ENCODINGS = ("auto", "sparse", "dense", "gathered")
+
+#: With `encoding="auto"`, another encoding replaces the sparse one (and
+#: the gathered one replaces the better of those) only if its batch-1
+#: latency is below this share of it: the smaller file wins near-ties.
+FASTER = 0.95
 
 
 class ExportReport:
@@ -70,14 +83,15 @@ class ExportReport:
         quantization: One of `QUANTIZATIONS`.
         tensors: List of dicts, one per stored weight tensor of rank >= 2:
             `name`, `shape`, `keras_weight` (the Keras weight it holds, if
-            found), `sparsity`, `format` (`"dense"`/`"sparse"`), `block`,
-            `bytes`.
+            found), `sparsity`, `format` (`"dense"`/`"sparse"`, or
+            `"gathered"`: one row per gathered matrix, its bytes those of
+            its indices and blocks), `block`, `bytes`.
         size_bytes: Size of the exported file.
         dense_size_bytes: Size of the same model exported without sparse
             encoding (same quantization).
-        sparse_tensors: Number of stored tensors encoded sparse. With none,
-            the file is the dense export (up to metadata), and the report
-            leaves out the comparison with it.
+        sparse_tensors: Number of stored tensors encoded sparse. With none
+            (and not gathered), the file is the dense export (up to
+            metadata), and the report leaves out the comparison with it.
         errors: Dict delegate -> max relative error against Keras (or the
             load error's text).
         delegate: The recommended interpreter delegate: of the settings
@@ -88,9 +102,14 @@ class ExportReport:
             stored sparse.
         other_constants_bytes: Bytes of the other constants of rank >= 2
             (not Keras weight matrices).
-        encoding: `"sparse"` or `"dense"`, how the file stores its weights.
+        encoding: `"sparse"`, `"dense"` or `"gathered"`, how the file
+            stores its weights.
         timings: Dict encoding -> {delegate: batch-1 ms} of the short
             timings the choice of encoding and delegate was made on.
+        gathered: Dict from `gathering.gathered_model`: `"gathered"` (layer
+            -> share of the dense multiply-adds its gathered form does) and
+            `"kept"` (layer -> why it cannot be gathered); empty dicts when
+            no gathered copy was tried.
         shrunk: Dict from `shrinking.shrink_units`: `"shrunk"` (layer ->
             `[units before, after]`) and `"kept"` (layer -> why its dead
             units stayed); empty dicts with `shrink_units=False`.
@@ -148,7 +167,7 @@ class ExportReport:
                 (
                     f"size: {self.size_bytes:,} bytes; dense export "
                     f"{self.dense_size_bytes:,} bytes ({self.size_ratio:.2f}x)"
-                    if self.sparse_tensors
+                    if self.sparse_tensors or self.encoding == "gathered"
                     else f"size: {self.size_bytes:,} bytes (no tensor is stored sparse: "
                     "this is the dense export)"
                 ),
@@ -182,11 +201,19 @@ class ExportReport:
         best = {k: min(v.values()) for k, v in self.timings.items() if v}
         if len(best) < 2:
             return f"encoding: {self.encoding}"
-        other = "dense" if self.encoding == "sparse" else "sparse"
-        why = ("the dense encoding was at least 5% faster" if self.encoding == "dense"
-               else "not slower than dense")
-        return (f"encoding: {self.encoding} ({why}: {best[self.encoding]:.3f} ms vs "
-                f"{other} {best[other]:.3f} ms, batch 1, 1 thread)")
+        if self.encoding == "sparse":
+            why = "no other encoding was at least 5% faster"
+        elif self.encoding == "dense":
+            why = "the dense encoding was at least 5% faster than the sparse one"
+        else:
+            why = "at least 5% faster than the sparse and dense encodings"
+        others = ", ".join(f"{k} {v:.3f} ms" for k, v in best.items() if k != self.encoding)
+        lines = [f"encoding: {self.encoding} ({why}: {best[self.encoding]:.3f} ms vs "
+                 f"{others}, batch 1, 1 thread)"]
+        if self.encoding == "gathered":
+            lines += [f"gathered: {name} ({share:.0%} of the dense multiply-adds)"
+                      for name, share in self.gathered["gathered"].items()]
+        return "\n".join(lines)
 
     __repr__ = __str__
 
@@ -280,30 +307,32 @@ def _convert(saved_model_dir, quantization, sparse, representative):
         return converter.convert()
 
 
-def _convert_worker(workdir, quantization):
-    """Entry point of the conversion subprocess: writes sparse and dense."""
+def _convert_worker(workdir, quantization, variants="sparse,dense"):
+    """Entry point of the conversion subprocess: writes `<variant>.tflite`
+    for each of the comma-separated `variants` (`sparse`, `dense`)."""
     representative = None
     if quantization == "int8":
         with np.load(os.path.join(workdir, "representative.npz")) as f:
             representative = [f[k] for k in sorted(f.files)]
     saved = os.path.join(workdir, "saved_model")
-    for sparse, name in ((True, "sparse.tflite"), (False, "dense.tflite")):
-        data = _convert(saved, quantization, sparse, representative)
+    for variant in variants.split(","):
+        data = _convert(saved, quantization, variant == "sparse", representative)
+        name = variant + ".tflite"
         with open(os.path.join(workdir, name), "wb") as f:
             f.write(data)
 
 
-def _convert_both(workdir, quantization):
+def _convert_both(workdir, quantization, variants=("sparse", "dense")):
     """Runs the converter in a subprocess: a converter crash (TF 2.17
     segfaults on some graphs) becomes an error here, not the end of the
-    caller's process. Returns `(sparse_bytes, dense_bytes)`."""
+    caller's process. Returns the bytes of each of `variants`."""
     code = (
         "import sys; from tf_gradual_prune.export import _convert_worker; "
-        "_convert_worker(sys.argv[1], sys.argv[2])"
+        "_convert_worker(sys.argv[1], sys.argv[2], sys.argv[3])"
     )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     done = subprocess.run(
-        [sys.executable, "-c", code, workdir, quantization],
+        [sys.executable, "-c", code, workdir, quantization, ",".join(variants)],
         capture_output=True, text=True, env=env,
     )
     if done.returncode != 0:
@@ -329,11 +358,11 @@ def _convert_both(workdir, quantization):
             f"The TFLite converter {how} on this model "
             f"(quantization={quantization!r}): {detail}"
         )
-    with open(os.path.join(workdir, "sparse.tflite"), "rb") as f:
-        sparse = f.read()
-    with open(os.path.join(workdir, "dense.tflite"), "rb") as f:
-        dense = f.read()
-    return sparse, dense
+    out = []
+    for variant in variants:
+        with open(os.path.join(workdir, variant + ".tflite"), "rb") as f:
+            out.append(f.read())
+    return tuple(out)
 
 
 def _set_unroll(config):
@@ -550,14 +579,19 @@ def export_tflite(
             smaller dense layer is exported; the outputs are checked
             against the original model. `report.shrunk` says what was
             removed and why dead units were kept. Defaults to `True`.
-        encoding: `"auto"`, `"sparse"` or `"dense"`: how the weights are
-            stored. `"auto"` times both encodings (batch 1, one thread, each
-            on its faster interpreter setting) and writes the sparse one
-            unless the dense one is at least 5% faster: sparse kernels only
-            pay at high block sparsity, and the export is never knowingly
-            slower than dense (the report says which was chosen and why).
-            `"sparse"` keeps the smaller file whatever its speed. Defaults
-            to `"auto"`.
+        encoding: `"auto"`, `"sparse"`, `"dense"` or `"gathered"`: how
+            the weights are stored. `"gathered"` writes the recurrent
+            layers as gathers of the inputs each group of outputs reads and
+            small dense products (`gathering`; fast where groups read few
+            inputs, as `GradualPruning(block_size=(1, n))` leaves them;
+            float32 and dynamic_int8, not streaming). `"auto"` times the
+            sparse and dense encodings and, where a gathered copy can be
+            made, that one too (batch 1, one thread, each on its faster
+            interpreter setting), and writes the sparse one unless another
+            is at least 5% faster: sparse kernels only pay at high block
+            sparsity, and the export is never knowingly slower than dense
+            (the report says which was chosen and why). `"sparse"` keeps
+            the smaller file whatever its speed. Defaults to `"auto"`.
 
     Returns:
         An `ExportReport`; `print(report)` shows the table.
@@ -595,23 +629,30 @@ def export_tflite(
                                           specs)
     pruned = _pruned_matrices(model, warn=not shrunk["shrunk"])
 
-    # Conversion: the sparse file and its dense twin.
+    # Conversion: the sparse file, its dense twin and, where recurrent
+    # layers can be gathered, a gathered copy.
+    gathered = _gathered_copy(model, encoding, quantization, offline is not None)
     data, dense_data = _convert_model(model, specs, quantization, representative)
+    candidates = {"sparse": data, "dense": dense_data}
+    if gathered[0] is not None:
+        (candidates["gathered"],) = _convert_model(gathered[0], specs, quantization,
+                                                   representative, variants=("sparse",))
     # Verification in LiteRT against the model as given (a shrunk copy must
     # compute the same), and the choice of encoding.
     reference = model if offline is not None else original
     data, (errors, delegate, speed), chosen, timings = _choose_encoding(
-        encoding, data, dense_data, reference, samples, tolerance)
+        encoding, candidates, reference, samples, tolerance)
     stored = tflite_tensors.read_tensors(data)
     stream = None
     if offline is not None:
         stream = _verify_stream(data, delegate, offline, utterances, tolerance)
 
     # Reporting: per-tensor rows, the sidecar, the files.
-    tensors, not_sparse, others = _tensor_rows(stored, model, pruned, chosen)
+    tensors, not_sparse, others = _tensor_rows(
+        stored, model, pruned, chosen, gathered[0] if chosen == "gathered" else None)
     sidecar_path = path[: -len(".tflite")] + ".json"
     sidecar = _sidecar(path, data, model, quantization, delegate, tensors, shrunk, metadata,
-                       stream, chunk_frames)
+                       stream, chunk_frames, chosen)
     files.write_atomic(path, data)
     files.write_atomic(sidecar_path, json.dumps(sidecar, indent=2))
     return ExportReport(
@@ -632,6 +673,7 @@ def export_tflite(
         shrunk=shrunk,
         encoding=chosen,
         timings=timings,
+        gathered=gathered[1],
     )
 
 
@@ -658,6 +700,11 @@ def _check_arguments(path, quantization, encoding, tolerance, metadata, streamin
         raise ValueError(
             f"`encoding` must be one of {ENCODINGS}. Received: encoding={encoding!r}"
         )
+    if encoding == "gathered" and (streaming or quantization == "int8"):
+        raise ValueError(
+            "`encoding='gathered'` is for float32 and dynamic_int8 exports that do "
+            "not stream. Received: encoding='gathered', "
+            f"quantization={quantization!r}, streaming={streaming!r}")
     if tolerance is None:
         tolerance = DEFAULT_TOLERANCE[quantization]
     else:
@@ -734,8 +781,8 @@ def _pruned_matrices(model, warn):
     return pruned
 
 
-def _convert_model(model, specs, quantization, representative):
-    """The model through a SavedModel to `.tflite` bytes: `(sparse, dense)`
+def _convert_model(model, specs, quantization, representative, variants=("sparse", "dense")):
+    """The model through a SavedModel to `.tflite` bytes, one per variant
     (the converter runs in a subprocess, `_convert_both`)."""
     workdir = tempfile.mkdtemp(prefix="tfgp_export_")
     try:
@@ -756,37 +803,57 @@ def _convert_model(model, specs, quantization, representative):
             exported.export(saved, input_signature=signature, verbose=False)
         finally:
             tf_logger.setLevel(level)
-        return _convert_both(workdir, quantization)
+        return _convert_both(workdir, quantization, variants)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _choose_encoding(encoding, data, dense_data, reference, samples, tolerance):
-    """Verifies the encoding asked for (with `"auto"`, both, and keeps the
-    dense one only if it is at least 5% faster). Returns `(data, (errors,
-    delegate, speed), chosen, timings)`."""
-    if encoding == "dense":
-        data = dense_data
-    result = _verify(data, reference, samples, tolerance)
-    timings = {"dense" if encoding == "dense" else "sparse": result[2]}
-    chosen = encoding if encoding != "auto" else "sparse"
-    if encoding == "auto" and any(t.format == "sparse"
-                                  for t in tflite_tensors.read_tensors(data)):
+def _gathered_copy(model, encoding, quantization, streaming):
+    """`(copy or None, report)`: the gathered copy `encoding` asks for
+    (`"auto"` or `"gathered"`; not for streaming or full-integer exports)."""
+    if encoding not in ("auto", "gathered") or streaming or quantization == "int8":
+        return None, {"gathered": {}, "kept": {}}
+    copy, report = gathering.gathered_model(model)
+    if copy is None and encoding == "gathered":
+        why = "; ".join(f"{k}: {v}" for k, v in report["kept"].items()) or "it has none"
+        raise ValueError(
+            "`encoding='gathered'` needs a recurrent layer that can be gathered, and "
+            f"this model has none ({why}). Received: encoding='gathered'")
+    return copy, report
+
+
+def _choose_encoding(encoding, candidates, reference, samples, tolerance):
+    """Verifies the encoding asked for; with `"auto"`, every candidate
+    (`{"sparse": bytes, "dense": bytes, "gathered": bytes}`, gathered where
+    a copy was made), and keeps the fastest correct one, where a challenger
+    must be at least `FASTER` times the latency of the sparse file (and
+    the gathered one of the better of the other two). Returns `(data,
+    (errors, delegate, speed), chosen, timings)`."""
+    first = "sparse" if encoding == "auto" else encoding
+    result = _verify(candidates[first], reference, samples, tolerance)
+    chosen, data, timings = first, candidates[first], {first: result[2]}
+    if encoding != "auto":
+        return data, result, chosen, timings
+    has_sparse = any(t.format == "sparse" for t in tflite_tensors.read_tensors(data))
+    for name in ("dense", "gathered"):
+        if name not in candidates or (name == "dense" and not has_sparse):
+            continue
         try:
-            dense_result = _verify(dense_data, reference, samples, tolerance)
-        except ValueError:
-            dense_result = None
-        if dense_result is not None:
-            timings["dense"] = dense_result[2]
-            if min(dense_result[2].values()) < 0.95 * min(result[2].values()):
-                data, result, chosen = dense_data, dense_result, "dense"
+            other = _verify(candidates[name], reference, samples, tolerance)
+        except ValueError:  # this candidate does not reproduce Keras: not chosen
+            continue
+        timings[name] = other[2]
+        if min(other[2].values()) < FASTER * min(result[2].values()):
+            data, result, chosen = candidates[name], other, name
     return data, result, chosen, timings
 
 
-def _tensor_rows(stored, model, pruned, chosen):
+def _tensor_rows(stored, model, pruned, chosen, gathered=None):
     """The report's rows of the stored tensors that are Keras weights, the
     pruned weights not stored sparse (a warning names them when the sparse
-    encoding was chosen), and the other stored constants."""
+    encoding was chosen), and the other stored constants. For a gathered
+    export (`gathered`: the copy that was converted), the rows of the
+    gathered matrices come from their gathered form."""
     names = _match_keras_weights(stored, model)
     matched = [(t, name) for t, name in zip(stored, names) if name is not None]
     others = [t for t, name in zip(stored, names) if name is None]
@@ -802,7 +869,11 @@ def _tensor_rows(stored, model, pruned, chosen):
         }
         for t, name in matched
     ]
-    sparse_names = {t["keras_weight"] for t in tensors if t["format"] == "sparse"}
+    if gathered is not None:
+        rows, taken = _gathered_rows(stored, gathered, model)
+        tensors += rows
+        others = [t for t in others if not any(t is u for u in taken)]
+    sparse_names = {t["keras_weight"] for t in tensors if t["format"] != "dense"}
     not_sparse = [row["name"] for row in pruned if row["name"] not in sparse_names]
     if not_sparse and chosen == "sparse":
         warnings.warn(
@@ -813,8 +884,46 @@ def _tensor_rows(stored, model, pruned, chosen):
     return tensors, not_sparse, others
 
 
+def _gathered_rows(stored, gathered, model):
+    """Report rows of the matrices a gathered copy holds in gathered form
+    (bytes: the stored indices and blocks), and the stored tensors used."""
+    names = {id(item.variable): item.name
+             for item in masking.find_prunable_weights(model, weights="all")}
+    rows, taken = [], []
+    for layer in gathered.layers:
+        if not isinstance(layer, gathering.GatheredRecurrent):
+            continue
+        for direction in layer.directions:
+            for variable, (indices, blocks), matrix in direction.matrices():
+                name = names.get(id(variable), variable.path)
+                parts = [t for t in stored
+                         if any(t.shape == a.shape and _holds(t, a) for a in (indices, blocks))]
+                taken += parts
+                rows.append({
+                    "name": name,
+                    "keras_weight": name,
+                    # [outputs, inputs] and the block in that layout, as
+                    # TFLite's FULLY_CONNECTED weights are listed.
+                    "shape": list(matrix.T.shape),
+                    "sparsity": float(np.mean(matrix == 0)),
+                    "format": "gathered",
+                    "block": [int(blocks.shape[-1]), 1],
+                    "bytes": sum(t.bytes + t.index_bytes for t in parts),
+                })
+    return rows, taken
+
+
+def _holds(tensor, array):
+    """Whether a stored tensor holds `array` (within one quantisation step)."""
+    values = tensor.values.astype(np.float64)
+    if tensor.scale is not None:
+        values = values * tensor.scale
+        return np.allclose(values, array, rtol=0, atol=float(np.max(tensor.scale)))
+    return np.array_equal(values, array)
+
+
 def _sidecar(path, data, model, quantization, delegate, tensors, shrunk, metadata, stream,
-             chunk_frames):
+             chunk_frames, encoding):
     """The JSON sidecar of the `.tflite` file at `path`: its inputs and
     outputs (with the streaming states), the interpreter settings, the
     metadata."""
@@ -834,6 +943,7 @@ def _sidecar(path, data, model, quantization, delegate, tensors, shrunk, metadat
         "inputs": described[0],
         "outputs": described[1],
         "interpreter": {"delegate": delegate, "use_xnnpack": delegate == "xnnpack"},
+        "encoding": encoding,
         "sparse_tensors": sum(t["format"] == "sparse" for t in tensors),
         "shrunk_units": shrunk["shrunk"],
         "tf_gradual_prune_version": __version__,

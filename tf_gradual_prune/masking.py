@@ -5,8 +5,6 @@ import collections
 import keras
 import numpy as np
 
-from tf_gradual_prune import checks
-
 #: The kinds of weight matrix that can be selected for pruning.
 KINDS = ("recurrent", "dense", "conv", "embedding")
 
@@ -338,22 +336,40 @@ def sparsity_table(model, weights="all", layers=None):
 
 
 def check_block_size(block_size):
-    """Validates a block size; returns it as an integer >= 1.
+    """Validates a block size.
 
-    Accepts an integer, or tfmot's `(block, 1)` form (blocks along the input
-    axis, one output unit wide).
+    Accepts an integer (that many consecutive input weights of one output),
+    or a pair `(inputs, outputs)` in the kernel's own layout: tfmot's
+    `(block, 1)` is the integer form; `(1, 32)` is one input weight read by
+    32 consecutive outputs, the layout `export_tflite` gathers (see
+    `gathering`).
+
+    Returns:
+        An integer >= 1 for blocks one output wide, else the pair as a
+        tuple of two integers >= 1.
     """
     value = block_size
-    if isinstance(value, (tuple, list)) and len(value) == 2 and value[1] == 1:
-        value = value[0]
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        # check_int's message, plus the (block, 1) form this argument also takes.
+    if isinstance(value, list):
+        value = tuple(value)
+    parts = value if isinstance(value, tuple) and len(value) == 2 else (value, 1)
+    if any(isinstance(p, bool) or not isinstance(p, (int, np.integer)) for p in parts):
         raise TypeError(
-            "`block_size` must be an integer (or `(block, 1)`). Received: "
-            f"block_size={block_size!r}"
+            "`block_size` must be an integer or a pair of integers `(inputs, "
+            f"outputs)`. Received: block_size={block_size!r}"
         )
-    checks.check_int("block_size", value, 1)
-    return int(value)
+    for part in parts:
+        if part < 1:
+            raise ValueError(
+                "`block_size` must be >= 1 (each entry of a pair too). Received: "
+                f"block_size={block_size!r}"
+            )
+    inputs, outputs = int(parts[0]), int(parts[1])
+    return inputs if outputs == 1 else (inputs, outputs)
+
+
+def _block_pair(block_size):
+    """`(inputs, outputs)` of a block size that `check_block_size` returned."""
+    return block_size if isinstance(block_size, tuple) else (int(block_size), 1)
 
 
 def to_numpy(value):
@@ -372,44 +388,51 @@ def to_numpy(value):
 
 
 def block_magnitudes(weights, block_size):
-    """The largest |w| of each block along the input axis (axis -2).
+    """The largest |w| of each block of the last two axes.
 
     Keras kernels are laid out `(..., inputs, outputs)`: Dense `(in, out)`,
-    RNN kernels `(in, gates * units)`, Conv `(*kernel, in, out)`. A block is
-    `block_size` consecutive input weights of one output unit, the pattern
-    TFLite's sparse FULLY_CONNECTED kernels run fast. When the input size is
-    not a multiple of `block_size`, the last block is shorter (it is scored
-    by the weights it has).
+    RNN kernels `(in, gates * units)`, Conv `(*kernel, in, out)`. An integer
+    block is `block_size` consecutive input weights of one output unit, the
+    pattern TFLite's sparse FULLY_CONNECTED kernels run fast; a pair
+    `(inputs, outputs)` spans that many inputs and outputs (`(1, 32)`: one
+    input read by 32 consecutive outputs, what `gathering` exports). Where
+    a size is not a multiple of the block, the last blocks are smaller
+    (scored by the weights they have).
 
     Args:
         weights: An array (or a tensor or variable of any Keras backend) of
             rank >= 2.
-        block_size: Integer >= 1.
+        block_size: Integer >= 1 or a pair (see `check_block_size`).
 
     Returns:
-        A NumPy array of shape `(..., ceil(inputs / block_size), outputs)`,
-        in the dtype of `weights`.
+        A NumPy array of shape `(..., ceil(inputs / block_inputs),
+        ceil(outputs / block_outputs))`, in the dtype of `weights`.
     """
     magnitudes = np.abs(to_numpy(weights))
-    if block_size == 1:
+    rows, cols = _block_pair(block_size)
+    if rows == cols == 1:
         return magnitudes
     shape = magnitudes.shape
-    inputs = shape[-2]
-    pad = -inputs % block_size
-    paddings = [(0, 0)] * (len(shape) - 2) + [(0, pad), (0, 0)]
+    inputs, outputs = shape[-2:]
+    pad_in, pad_out = -inputs % rows, -outputs % cols
+    paddings = [(0, 0)] * (len(shape) - 2) + [(0, pad_in), (0, pad_out)]
     # Magnitudes are >= 0, so zero padding never wins a block's maximum.
     padded = np.pad(magnitudes, paddings)
     blocks = padded.reshape(
-        shape[:-2] + ((inputs + pad) // block_size, block_size, shape[-1]))
-    return blocks.max(axis=-2)
+        shape[:-2] + ((inputs + pad_in) // rows, rows, (outputs + pad_out) // cols, cols))
+    return blocks.max(axis=(-3, -1))
 
 
-def expand_blocks(block_mask, block_size, inputs):
-    """A block-level mask (NumPy) repeated back to `inputs` rows along axis -2."""
+def expand_blocks(block_mask, block_size, shape):
+    """A block-level mask (NumPy) repeated back to a matrix of `shape`
+    (its last two axes; `block_magnitudes`' inverse)."""
     block_mask = np.asarray(block_mask)
-    if block_size == 1:
+    rows, cols = _block_pair(block_size)
+    if rows == cols == 1:
         return block_mask
-    return np.repeat(block_mask, block_size, axis=-2)[..., :inputs, :]
+    inputs, outputs = shape[-2:]
+    expanded = np.repeat(np.repeat(block_mask, rows, axis=-2), cols, axis=-1)
+    return expanded[..., :inputs, :outputs]
 
 
 def prune_below(values, mask, threshold, block_size):
@@ -420,14 +443,14 @@ def prune_below(values, mask, threshold, block_size):
         mask: Boolean NumPy array of the same shape, the mask so far.
         threshold: Float. Blocks whose magnitude is below it are pruned (it
             is compared in the weights' dtype).
-        block_size: Integer >= 1.
+        block_size: Integer >= 1 or a pair (see `check_block_size`).
 
     Returns:
         A boolean NumPy array: masks only lose ones.
     """
     scores = block_magnitudes(values, block_size)
     keep = scores >= np.asarray(threshold, dtype=scores.dtype)
-    return mask & expand_blocks(keep, block_size, values.shape[-2])
+    return mask & expand_blocks(keep, block_size, values.shape)
 
 
 def prune_to_sparsity(values, mask, sparsity, block_size):
@@ -442,7 +465,7 @@ def prune_to_sparsity(values, mask, sparsity, block_size):
         values: NumPy array, the matrix's weights.
         mask: Boolean NumPy array of the same shape, the mask so far.
         sparsity: Float in [0, 1].
-        block_size: Integer >= 1.
+        block_size: Integer >= 1 or a pair (see `check_block_size`).
 
     Returns:
         A pair: the new boolean mask, and the largest block magnitude
@@ -459,7 +482,7 @@ def prune_to_sparsity(values, mask, sparsity, block_size):
     order = np.argsort(flat, kind="stable")[:n_prune]
     keep = np.ones(count, bool)
     keep[order] = False
-    new = mask & expand_blocks(keep.reshape(scores.shape), block_size, values.shape[-2])
+    new = mask & expand_blocks(keep.reshape(scores.shape), block_size, values.shape)
     cut = float(max(flat[order].max(), 0.0)) if n_prune else 0.0
     return new, cut
 
