@@ -104,7 +104,7 @@ def save_results(prefix, command, settings, rows, markdown):
 
 #: The methods whose schedule is `for_training`'s: their rows record the
 #: `default_recipe()` they were trained with.
-RECIPE_METHODS = ("default", "units")
+RECIPE_METHODS = ("default", "units", "groups")
 
 
 def default_recipe():
@@ -225,7 +225,7 @@ def pruning_schedule(method, epochs, steps, target, frequency=20, rounds=3, timi
     import tf_gradual_prune as tgp
 
     total = epochs * steps
-    if method in ("default", "units"):
+    if method in RECIPE_METHODS:
         schedule = tgp.RampedThresholdSchedule.for_training(epochs, steps, target_sparsity=target)
         if options:
             schedule = tgp.RampedThresholdSchedule.from_config(

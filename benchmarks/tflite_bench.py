@@ -11,7 +11,8 @@ interpreter. Ratios are dense / pruned (higher is better).
     python -m benchmarks.tflite_bench --goal [--quick]
 
 `--goal` measures the speed goal of issue 22 instead: LSTM(512) and
-GRU(512) at 80/90/95%, pruned in blocks of 4 weights or by whole units
+GRU(512) at 80/90/95%, pruned in blocks of 4 weights, in blocks of one input
+and 32 or 128 outputs (exported gathered, `gathering`) or by whole units
 (exported as smaller dense layers), every model under XNNPACK and builtin
 kernels at 1 and 4 threads, each against the dense model's fastest setting
 (`tflite_goal.json`, `.md`, `.png`).
@@ -69,11 +70,11 @@ def prune(model, sparsity, block, granularity="weights"):
     return tgp.sparsity_table(model, weights="recurrent").sparsity
 
 
-def export(model, folder, name, quantization):
+def export(model, folder, name, quantization, encoding="sparse"):
     path = os.path.join(folder, name + ".tflite")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        report = tgp.export_tflite(model, path, quantization=quantization, encoding="sparse")
+        report = tgp.export_tflite(model, path, quantization=quantization, encoding=encoding)
     recurrent = [t for t in report.tensors if "cell" in t["keras_weight"]]
     weight_bytes = sum(t["bytes"] for t in recurrent)
     float_bytes = sum(4 * int(np.prod(t["shape"])) for t in recurrent)
@@ -111,6 +112,17 @@ def grid(quick):
 #: Interpreter settings of the goal table: (delegate, threads).
 SETTINGS = [("xnnpack", 1), ("none", 1), ("xnnpack", 4), ("none", 4)]
 
+#: The goal table's pruning layouts: `block_size` and the export's encoding
+#: ("auto" for the output groups: the export then picks the gathered form
+#: itself, or says why not).
+LAYOUTS = {
+    "blocks of 4": (4, "sparse"),
+    "blocks of 16": (16, "sparse"),
+    "groups of 32": ((1, 32), "auto"),
+    "groups of 128": ((1, 128), "auto"),
+    "units": (1, "sparse"),
+}
+
 
 def goal(args):
     """The speed goal's table: LSTM(512) and GRU(512), float32, pruned in
@@ -122,24 +134,28 @@ def goal(args):
     for kind in ("lstm", "gru"):
         cases += [(kind, "dense", 0.0, "float32"), (kind, "dense", 0.0, "dynamic_int8")]
         for sparsity in ((0.9,) if args.quick else (0.8, 0.9, 0.95)):
-            cases += [(kind, "blocks of 4", sparsity, "float32"),
-                      (kind, "units", sparsity, "float32")]
+            cases += [(kind, method, sparsity, "float32")
+                      for method in ("blocks of 4", "groups of 32", "groups of 128", "units")]
         # int8 weights with float activations need blocks of 16 to stay sparse.
-        cases += [(kind, "blocks of 16", 0.9, "dynamic_int8"), (kind, "units", 0.9, "dynamic_int8")]
+        cases += [(kind, "blocks of 16", 0.9, "dynamic_int8"),
+                  (kind, "groups of 128", 0.9, "dynamic_int8"),
+                  (kind, "units", 0.9, "dynamic_int8")]
     units = 256 if args.quick else 512
     models = []
     for kind, method, sparsity, quant in tqdm(cases, desc="export"):
         model = build(kind, units)
         reached = 0.0
+        block, encoding = LAYOUTS.get(method, (1, "sparse"))
         if method != "dense":
-            block = {"blocks of 4": 4, "blocks of 16": 16}.get(method, 1)
             reached = prune(model, sparsity, block, "units" if method == "units" else "weights")
         path, report, weight_bytes, _ = export(
-            model, folder, f"{kind}_{method.replace(' ', '')}_{sparsity}_{quant}", quant)
+            model, folder, f"{kind}_{method.replace(' ', '')}_{sparsity}_{quant}", quant,
+            encoding)
         models.append(dict(model=f"{kind.upper()}({units})", method=method, sparsity=sparsity,
                            quantization=quant, reached=reached, file_bytes=report.size_bytes,
                            recommended=report.delegate, max_error=report.max_error,
-                           shrunk=report.shrunk["shrunk"], path=path))
+                           encoding=report.encoding, shrunk=report.shrunk["shrunk"],
+                           path=path))
     sample = np.random.default_rng(0).normal(size=(1, TIMESTEPS, FEATURES)).astype("float32")
     runners = {}
     for i, m in enumerate(models):
@@ -177,7 +193,7 @@ def goal(args):
         "| model | weights | pruning | sparsity | kept units | .tflite KiB (x smaller) | "
         "ms xnnpack/1 | ms builtin/1 | ms xnnpack/4 | ms builtin/4 | speed-up, 1 thread | "
         "speed-up, 4 threads | vs dense of the same weights, 1 / 4 threads | "
-        "export recommends |",
+        "export: encoding, delegate |",
         "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
@@ -189,7 +205,7 @@ def goal(args):
                          else f"{r['ms'][f'{d}/{t}']:.3f}" for d, t in SETTINGS)
             + f" | {r['speedup_1']:.2f}x ({r['best_1']}) | {r['speedup_4']:.2f}x "
             f"({r['best_4']}) | {r['speedup_same_quant_1']:.2f}x / "
-            f"{r['speedup_same_quant_4']:.2f}x | {r['recommended']} |"
+            f"{r['speedup_same_quant_4']:.2f}x | {r['encoding']}, {r['recommended']} |"
         )
     table = "\n".join(lines)
     print(table)
@@ -208,7 +224,11 @@ def goal(args):
         "same against the dense model with the same weights (float32 or dynamic int8). "
         "'units': `GradualPruning(granularity=\"units\")`, the dead units removed "
         "at export (a smaller dense layer; kept units listed). 'blocks of 4': "
-        f"`block_size=4`, stored block-sparse. This host has {os.cpu_count()} cores: "
+        "`block_size=4`, stored block-sparse. 'groups of 32' / 'of 128': "
+        "`block_size=(1, 32)` / `(1, 128)` (one input read by 32 or 128 consecutive "
+        "outputs), exported with `encoding=\"auto\"`, which picks the gathered form "
+        "(`gathering`) where it is at least 5% faster (the encoding column says which "
+        f"it wrote). This host has {os.cpu_count()} cores: "
         "4 threads oversubscribe it.\n\n" + table,
     )
     plot_goal(prefix + ".png", rows)
@@ -224,7 +244,8 @@ def plot_goal(path, rows):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, threads in zip(axes, (1, 4)):
         for model in sorted({r["model"] for r in rows}):
-            for method, style in (("blocks of 4", "o--"), ("units", "s-")):
+            for method, style in (("blocks of 4", "o--"), ("groups of 32", "^-."),
+                                  ("groups of 128", "v-."), ("units", "s-")):
                 got = sorted((r["sparsity"], r[f"speedup_{threads}"]) for r in rows
                              if r["model"] == model and r["method"] == method
                              and r["quantization"] == "float32")

@@ -33,6 +33,29 @@ def test_compare_runs_tfmot_agp_at_every_target_unless_told_not_to(no_tfmot):
     assert names.index(("ramped 90%", 1)) < names.index(("ramped 80%", 0))
 
 
+def test_the_groups_method_prunes_whole_output_groups(monkeypatch):
+    import keras
+    import numpy as np
+
+    from tf_gradual_prune import models
+
+    args = compare.argparse.Namespace(**dict(compare.LATER_SETTINGS, **SETTINGS))
+    task = speech_bench.SpeechTask(None, args.train_size, args.test_size, args.max_digits, 32)
+    trained, score = [], models.error_rates
+    monkeypatch.setattr(models, "error_rates",
+                        lambda model, *a, **k: trained.append(model) or score(model, *a, **k))
+    row = compare.run_row(task, args, 16, "groups", 0.5, seed=0)
+    assert row["method"] == "groups" and row["block_size"] == [1, 32]
+    assert row["recipe"] == common.default_recipe()
+    kernels = [keras.ops.convert_to_numpy(cell.recurrent_kernel)  # (16, 48) each
+               for layer in trained[0].layers if isinstance(layer, keras.layers.Bidirectional)
+               for cell in (layer.forward_layer.cell, layer.backward_layer.cell)]
+    assert kernels and any(np.any(k == 0) for k in kernels)
+    for kernel in kernels:
+        for group in (kernel[:, :32] == 0, kernel[:, 32:] == 0):  # one input, 32 outputs
+            assert np.all(group.all(axis=1) | ~group.any(axis=1))
+
+
 def write_results(path, rows):
     with open(path, "w") as f:
         json.dump({"command": "compare.py (test)", "settings": SETTINGS,
