@@ -73,8 +73,8 @@ SECTIONS = [
                        "(validation experiment)"),
     ("calibration", "Calibration: does the ramp land on the target sparsity?"),
     ("tflite", "TFLite: size and latency of sparse exports"),
-    ("tflite_goal", "TFLite speed goal: blocks of weights against whole units, "
-                    "every interpreter setting"),
+    ("tflite_goal", "TFLite speed goal: blocks of weights, output groups (gathered) and "
+                    "whole units, every interpreter setting"),
     ("training", "Training: what pruning costs per step"),
     ("training_focus", "Training, 512 units, 15 rounds of 30 steps on a quiet host"),
     ("training_focus_steps", "Training, 512 units, with the default's step scaling"),

@@ -73,11 +73,19 @@ def test_demo_streaming_transcribes_chunk_by_chunk_like_the_offline_model(tmp_pa
         (["demo", "--epochs", "2"], "epochs must be >= 4"),
         (["demo", "--units", "0"], "units must be >= 1. Received: 0"),
         (["demo", "--streaming", "--chunk-ms", "0"], "chunk-ms must be >= 1. Received: 0"),
+        (["demo", "--block-size", "1x0"], r"block-size must be >= 1.*Received: \(1, 0\)"),
     ],
 )
 def test_demo_bad_arguments(argv, match, tmp_path):
     with pytest.raises(SystemExit, match=match):
         cli.main(argv + ["--output-dir", str(tmp_path)])
+
+
+def test_block_size_takes_an_integer_or_a_pair(capsys):
+    assert cli._block_size("4") == 4 and cli._block_size("1x32") == (1, 32)
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--block-size", "1x2x3"])
+    assert "INPUTSxOUTPUTS such as 1x32. Received: '1x2x3'" in capsys.readouterr().err
 
 
 def test_unknown_data_choice_is_rejected(capsys):

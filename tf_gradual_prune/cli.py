@@ -67,8 +67,10 @@ def _parser():
     demo.add_argument("--units", type=int, default=128, help="GRU units per direction")
     demo.add_argument("--layers", type=int, default=2, help="bidirectional GRU layers")
     demo.add_argument("--target-sparsity", type=float, default=0.9)
-    demo.add_argument("--block-size", type=int, default=4,
-                      help="prune blocks of this many input weights (1: unstructured)")
+    demo.add_argument("--block-size", type=_block_size, default=4,
+                      help="prune blocks of this many input weights (1: unstructured), "
+                           "or INPUTSxOUTPUTS, e.g. 1x32: one input read by 32 outputs, "
+                           "which the export may store gathered (fast on XNNPACK)")
     demo.add_argument("--granularity", choices=("weights", "units"), default="weights",
                       help="prune weights in blocks (default) or whole hidden units, "
                            "which the export removes (a smaller dense model)")
@@ -90,10 +92,23 @@ def _parser():
     return parser
 
 
+def _block_size(text):
+    """`--block-size`: `N` or `INPUTSxOUTPUTS` (e.g. `1x32`)."""
+    parts = text.lower().split("x")
+    if len(parts) > 2 or not all(p.strip().isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(
+            f"must be an integer or INPUTSxOUTPUTS such as 1x32. Received: {text!r}")
+    numbers = [int(p) for p in parts]
+    return numbers[0] if len(numbers) == 1 else tuple(numbers)
+
+
 def _check(args):
     if not 0 < args.target_sparsity < 1:
         raise SystemExit(f"--target-sparsity must be in (0, 1). Received: {args.target_sparsity}")
-    for name in ("epochs", "units", "layers", "block_size", "frequency", "train_size",
+    if min(args.block_size if isinstance(args.block_size, tuple) else (args.block_size,)) < 1:
+        raise SystemExit(f"--block-size must be >= 1 (each number of a pair too). "
+                         f"Received: {args.block_size}")
+    for name in ("epochs", "units", "layers", "frequency", "train_size",
                  "test_size", "max_digits", "batch_size", "chunk_ms"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1. "
@@ -196,9 +211,11 @@ def run_demo(args):
             # The dense model has nothing to store sparse: that is the point.
             warnings.filterwarnings("ignore", "Model .* no weight matrix")
             # The sparse file, whatever its speed at this size: the demo shows
-            # both, and its latency column says what it costs.
-            report = tgp.export_tflite(model, path, metadata=metadata, encoding="sparse",
-                                       **shape)
+            # both, and its latency column says what it costs. Output groups
+            # (--block-size 1xN): the export's own choice, gathered where faster.
+            groups = isinstance(args.block_size, tuple) and not chunk
+            report = tgp.export_tflite(model, path, metadata=metadata,
+                                       encoding="auto" if groups else "sparse", **shape)
         runner = (tgp.StreamingRunner if chunk else tgp.LiteRTRunner)(
             path, delegate=report.delegate)
         if chunk:
