@@ -405,6 +405,8 @@ def test_gathered_export_reproduces_keras_and_reports_each_matrix(model_groups, 
     np.testing.assert_allclose(got, expected, atol=1e-4)
     sidecar = json.load(open(path[: -len(".tflite")] + ".json"))
     assert sidecar["encoding"] == "gathered"
+    # Builtin ops only: the gathers and the batched products.
+    assert {"GATHER", "BATCH_MATMUL", "WHILE"} <= tflite_tensors.operator_names(path)
     assert "encoding: gathered" in str(report)
 
 
