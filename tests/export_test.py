@@ -424,6 +424,45 @@ def test_auto_times_the_gathered_copy_and_keeps_the_fastest(model_groups, tmp_pa
     assert f"encoding: {expected} (" in str(report)
 
 
+def test_a_masked_model_exports_gathered_with_its_padding_masked(tmp_path):
+    rng = np.random.default_rng(0)
+    lstm = L.LSTM(16, return_sequences=True)
+    model = keras.Sequential([keras.Input((6, 8)), L.Masking(), L.Bidirectional(lstm),
+                              L.GRU(8), L.Dense(2)])
+    for cell in (model.layers[1].forward_layer.cell, model.layers[1].backward_layer.cell):
+        for variable in (cell.kernel, cell.recurrent_kernel):
+            rows, cols = variable.shape
+            keep = np.repeat(rng.random((rows, cols // 8)) < 0.15, 8, axis=1)
+            variable.assign(rng.normal(size=(rows, cols)).astype("float32") * keep)
+    x = rng.normal(size=(4, 6, 8)).astype("float32")
+    x[0, 3:] = 0.0  # padding
+    x[2, 5:] = 0.0
+    path = str(tmp_path / "m.tflite")
+    report = export_tflite(model, path, encoding="gathered", sample_inputs=x)
+    assert list(report.gathered["gathered"]) == [model.layers[1].name]
+    np.testing.assert_allclose(LiteRTRunner(path, delegate=report.delegate).run(x),
+                               keras.ops.convert_to_numpy(model(x)), atol=1e-4)
+
+
+def test_auto_falls_back_when_the_gathered_copy_does_not_convert(model_groups, tmp_path,
+                                                                 monkeypatch):
+    from tf_gradual_prune import export
+
+    convert = export._convert_model
+
+    def failing(model, specs, quantization, representative, variants=("sparse", "dense")):
+        if variants == ("sparse",):  # the gathered copy's conversion
+            raise ValueError("converter failed")
+        return convert(model, specs, quantization, representative, variants)
+
+    monkeypatch.setattr(export, "_convert_model", failing)
+    report = export_tflite(model_groups, str(tmp_path / "a.tflite"))
+    assert report.encoding in ("sparse", "dense") and "gathered" not in report.timings
+    assert report.gathered["gathered"] == {}
+    assert all("did not convert: converter failed" in why
+               for why in report.gathered["kept"].values()) and report.gathered["kept"]
+
+
 def test_gathered_encoding_needs_a_layer_to_gather(tmp_path):
     model = keras.Sequential([keras.Input((6, 8)), L.LSTM(8, name="never_pruned"),
                               L.Dense(2)])

@@ -114,11 +114,19 @@ def test_a_functional_model_keeps_its_other_layers():
                                keras.ops.convert_to_numpy(model(x)), rtol=1e-5, atol=1e-5)
 
 
-def test_a_masked_model_is_not_gathered():
+@pytest.mark.parametrize("merge", [None, "concat"])
+@pytest.mark.parametrize("sequences", [True, False])
+def test_padding_masks_are_applied_as_keras_applies_them(merge, sequences):
     rng = np.random.default_rng(5)
-    lstm = L.LSTM(16)
-    model = keras.Sequential([keras.Input((6, 4)), L.Masking(), lstm, L.Dense(2)])
-    sparsify(lstm, rng)
+    inner = L.LSTM(16, return_sequences=sequences)
+    layer = L.Bidirectional(inner, merge_mode=merge) if merge else inner
+    head = [L.GRU(8)] if sequences else []  # reads the mask the layer passes on
+    model = keras.Sequential([keras.Input((6, 4)), L.Masking(), layer, *head, L.Dense(2)])
+    sparsify(layer, rng)
     copy, report = gathering.gathered_model(model)
-    assert copy is None and report["gathered"] == {}
-    assert "masks its inputs" in report["kept"][lstm.name]
+    assert layer.name in report["gathered"]
+    x = rng.normal(size=(3, 6, 4)).astype("float32")
+    x[0, 4:] = 0.0  # padding, masked out
+    x[1, 2:] = 0.0
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(copy(x)),
+                               keras.ops.convert_to_numpy(model(x)), rtol=1e-5, atol=1e-5)

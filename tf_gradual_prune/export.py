@@ -635,8 +635,18 @@ def export_tflite(
     data, dense_data = _convert_model(model, specs, quantization, representative)
     candidates = {"sparse": data, "dense": dense_data}
     if gathered[0] is not None:
-        (candidates["gathered"],) = _convert_model(gathered[0], specs, quantization,
-                                                   representative, variants=("sparse",))
+        try:
+            (candidates["gathered"],) = _convert_model(gathered[0], specs, quantization,
+                                                       representative, variants=("sparse",))
+        except (ValueError, TypeError, RuntimeError, NotImplementedError) as error:
+            if encoding == "gathered":
+                raise
+            # "auto": the other encodings still stand; the report says why.
+            gathered[1]["kept"].update(
+                {name: f"the gathered copy did not convert: {error}"
+                 for name in gathered[1].pop("gathered")})
+            gathered[1]["gathered"] = {}
+            gathered = (None, gathered[1])
     # Verification in LiteRT against the model as given (a shrunk copy must
     # compute the same), and the choice of encoding.
     reference = model if offline is not None else original

@@ -195,8 +195,9 @@ class GatheredRecurrent(keras.layers.Layer):
 
     def __init__(self, layer, **kwargs):
         super().__init__(name=layer.name, **kwargs)
-        # So that Keras hands `call` a mask where there is one (and `call`
-        # refuses it) instead of dropping it with a warning.
+        # Padding masks (a Masking layer, a mask_zero embedding, a model's
+        # own mask) reach `call`, which hands them to the loops as the
+        # original layer does.
         self.supports_masking = True
         self.bidirectional = isinstance(layer, keras.layers.Bidirectional)
         sources = ([layer.forward_layer, layer.backward_layer] if self.bidirectional
@@ -230,10 +231,6 @@ class GatheredRecurrent(keras.layers.Layer):
             loop.build(steps_shape)
 
     def call(self, inputs, mask=None):
-        if mask is not None:
-            raise ValueError(
-                f"Layer {self.name!r} gets a mask (from a Masking layer or a "
-                "mask_zero embedding), which its gathered form does not apply")
         batch, steps = keras.ops.shape(inputs)[0], keras.ops.shape(inputs)[1]
         flat = keras.ops.reshape(inputs, (-1, keras.ops.shape(inputs)[2]))
         outputs = []
@@ -241,7 +238,7 @@ class GatheredRecurrent(keras.layers.Layer):
                                                      self.loops):
             projected = _product(flat, indices, blocks, d.outputs) + bias
             projected = keras.ops.reshape(projected, (batch, steps, d.outputs))
-            out = loop(projected)
+            out = loop(projected, mask=mask)
             if d.go_backwards and self.return_sequences and self.bidirectional:
                 out = keras.ops.flip(out, axis=1)
             outputs.append(out)
@@ -255,6 +252,9 @@ class GatheredRecurrent(keras.layers.Layer):
         if self.merge_mode == "ave":
             return (forward + backward) / 2
         return forward * backward  # "mul"; other modes are not gathered
+
+    def compute_mask(self, inputs, mask=None):
+        return mask if self.return_sequences else None
 
     def compute_output_shape(self, input_shape):
         units = self.directions[0].units
@@ -295,9 +295,8 @@ def gathered_model(model):
     products do at most `MAX_WORK` of its dense multiply-adds, becomes a
     `GatheredRecurrent` layer with the same name; the other layers are
     shared with `model`. The copy computes the same outputs up to float
-    rounding (`export_tflite` checks it in LiteRT before it keeps it).
-    A model whose recurrent layers get a mask (a `Masking` layer, a
-    `mask_zero` embedding) is not gathered.
+    rounding (`export_tflite` checks it in LiteRT before it keeps it);
+    padding masks are applied as the original layers apply them.
 
     Args:
         model: A built Keras model (Sequential or functional).
@@ -310,13 +309,8 @@ def gathered_model(model):
     """
     report = {"gathered": {}, "kept": {}}
     replaced = {}
-    masked = any(isinstance(layer, keras.layers.Masking) or getattr(layer, "mask_zero", False)
-                 for layer in model.layers)
     for layer in model.layers:
         gathered, reason = _candidate(layer)
-        if gathered is not None and masked:
-            gathered, reason = None, ("the model masks its inputs (a Masking layer or a "
-                                      "mask_zero embedding), which a gathered layer does not apply")
         if gathered is not None:
             replaced[id(layer)] = gathered
             report["gathered"][layer.name] = gathered.work / gathered.dense_work
