@@ -404,13 +404,7 @@ def _match_keras_weights(stored, model):
             for view in (transposed, values):
                 if view is None or view.shape != tensor.shape:
                     continue
-                decoded = tensor.values.astype(np.float32)
-                if tensor.scale is None:
-                    same = np.array_equal(view, decoded)
-                else:  # quantised: equal within one quantisation step
-                    decoded = decoded * tensor.scale
-                    same = np.allclose(view, decoded, rtol=0, atol=float(np.max(tensor.scale)))
-                if same:
+                if _holds(tensor, view):
                     found = name
                     break
             if found:
@@ -631,22 +625,23 @@ def export_tflite(
 
     # Conversion: the sparse file, its dense twin and, where recurrent
     # layers can be gathered, a gathered copy.
-    gathered = _gathered_copy(model, encoding, quantization, offline is not None)
+    gathered, gathered_report = _gathered_copy(model, encoding, quantization,
+                                               offline is not None)
     data, dense_data = _convert_model(model, specs, quantization, representative)
     candidates = {"sparse": data, "dense": dense_data}
-    if gathered[0] is not None:
+    if gathered is not None:
         try:
-            (candidates["gathered"],) = _convert_model(gathered[0], specs, quantization,
+            (candidates["gathered"],) = _convert_model(gathered, specs, quantization,
                                                        representative, variants=("sparse",))
         except (ValueError, TypeError, RuntimeError, NotImplementedError) as error:
             if encoding == "gathered":
                 raise
             # "auto": the other encodings still stand; the report says why.
-            gathered[1]["kept"].update(
-                {name: f"the gathered copy did not convert: {error}"
-                 for name in gathered[1].pop("gathered")})
-            gathered[1]["gathered"] = {}
-            gathered = (None, gathered[1])
+            why = f"the gathered copy did not convert: {error}"
+            gathered, gathered_report = None, {
+                "gathered": {},
+                "kept": {**gathered_report["kept"],
+                         **{name: why for name in gathered_report["gathered"]}}}
     # Verification in LiteRT against the model as given (a shrunk copy must
     # compute the same), and the choice of encoding.
     reference = model if offline is not None else original
@@ -659,7 +654,7 @@ def export_tflite(
 
     # Reporting: per-tensor rows, the sidecar, the files.
     tensors, not_sparse, others = _tensor_rows(
-        stored, model, pruned, chosen, gathered[0] if chosen == "gathered" else None)
+        stored, model, pruned, chosen, gathered if chosen == "gathered" else None)
     sidecar_path = path[: -len(".tflite")] + ".json"
     sidecar = _sidecar(path, data, model, quantization, delegate, tensors, shrunk, metadata,
                        stream, chunk_frames, chosen)
@@ -683,7 +678,7 @@ def export_tflite(
         shrunk=shrunk,
         encoding=chosen,
         timings=timings,
-        gathered=gathered[1],
+        gathered=gathered_report,
     )
 
 
@@ -924,12 +919,12 @@ def _gathered_rows(stored, gathered, model):
 
 
 def _holds(tensor, array):
-    """Whether a stored tensor holds `array` (within one quantisation step)."""
-    values = tensor.values.astype(np.float64)
-    if tensor.scale is not None:
-        values = values * tensor.scale
-        return np.allclose(values, array, rtol=0, atol=float(np.max(tensor.scale)))
-    return np.array_equal(values, array)
+    """Whether a stored tensor holds `array` (quantised: within one
+    quantisation step)."""
+    decoded = tensor.values.astype(np.float32)
+    if tensor.scale is None:
+        return np.array_equal(array, decoded)
+    return np.allclose(array, decoded * tensor.scale, rtol=0, atol=float(np.max(tensor.scale)))
 
 
 def _sidecar(path, data, model, quantization, delegate, tensors, shrunk, metadata, stream,

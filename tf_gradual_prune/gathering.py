@@ -53,16 +53,12 @@ def plan(matrix, group=None):
         `x @ matrix == (x[..., indices] @ blocks)` flattened over groups
         and cut to `outputs`.
     """
-    inputs, outputs = matrix.shape
+    outputs = matrix.shape[1]
     if group is None:
         sizes = [g for g in GROUP_SIZES if g <= outputs] or [outputs]
         group = min(sizes, key=lambda g: (work(matrix, g), -g))
-    groups = -(-outputs // group)
-    padded = np.zeros((inputs, groups * group), matrix.dtype)
-    padded[:, :outputs] = matrix
-    blocks = padded.reshape(inputs, groups, group)
-    reads = np.any(blocks != 0, axis=2)  # (inputs, groups)
-    k = max(1, int(reads.sum(axis=0).max()))
+    blocks, reads, k = _groups(matrix, group)
+    groups = reads.shape[1]
     indices = np.zeros((groups, k), np.int32)
     values = np.zeros((groups, k, group), matrix.dtype)
     for g in range(groups):
@@ -75,12 +71,22 @@ def plan(matrix, group=None):
 def work(matrix, group):
     """Multiply-adds of the gathered product per row of inputs, padding
     included: `groups * k * group` (against `inputs * outputs` dense)."""
+    _, reads, k = _groups(matrix, group)
+    return reads.shape[1] * k * group
+
+
+def _groups(matrix, group):
+    """`(blocks, reads, k)` of a matrix split into groups of `group`
+    outputs: the matrix padded with zero outputs to whole groups, as
+    `(inputs, groups, group)`; which inputs each group reads, `(inputs,
+    groups)`; and the most inputs any group reads (at least 1)."""
     inputs, outputs = matrix.shape
     groups = -(-outputs // group)
-    padded = np.zeros((inputs, groups * group), bool)
-    padded[:, :outputs] = matrix != 0
-    k = max(1, int(padded.reshape(inputs, groups, group).any(axis=2).sum(axis=0).max()))
-    return groups * k * group
+    padded = np.zeros((inputs, groups * group), matrix.dtype)
+    padded[:, :outputs] = matrix
+    blocks = padded.reshape(inputs, groups, group)
+    reads = np.any(blocks != 0, axis=2)
+    return blocks, reads, max(1, int(reads.sum(axis=0).max()))
 
 
 def _product(x, indices, blocks, outputs):
