@@ -231,7 +231,8 @@ def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, 
       is a smaller dense model (fast everywhere), at some cost in accuracy.
     - `"groups"`: the default schedule with `GradualPruning(...,
       block_size=GROUP_BLOCK)`: each group of 32 outputs keeps the same
-      inputs, the layout the export stores gathered (fast on XNNPACK).
+      inputs, the layout the export stores gathered (fast on XNNPACK);
+      `block_size` must then be 1 (the default) or `GROUP_BLOCK`.
 
     With `options` (method `"default"` only), the default schedule with
     these arguments changed (e.g. `{"regrow": True}`: masks recomputed from
@@ -258,6 +259,9 @@ def run_one(task, units, epochs, seed, target=None, block_size=1, frequency=20, 
     method = method or ("dense" if target is None else "ramped")
     if method not in METHODS:
         raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
+    if method == "groups" and block_size not in (1, GROUP_BLOCK):
+        raise ValueError(f"`block_size` must be 1 or {GROUP_BLOCK} with method='groups' (its "
+                         f"blocks are {GROUP_BLOCK}). Received: block_size={block_size!r}")
     train, steps, model = seeded_start(
         task, units, seed, keras.regularizers.L1(l1) if method == "l1" else None, mask_padding)
     total_epochs = epochs + (rounds * (epochs // 2) if method == "prune_retrain" else 0)

@@ -56,6 +56,13 @@ def test_the_groups_method_prunes_whole_output_groups(monkeypatch):
             assert np.all(group.all(axis=1) | ~group.any(axis=1))
 
 
+def test_the_groups_method_refuses_other_blocks():
+    args = compare.argparse.Namespace(**dict(compare.LATER_SETTINGS, **SETTINGS))
+    task = speech_bench.SpeechTask(None, args.train_size, args.test_size, args.max_digits, 32)
+    with pytest.raises(ValueError, match=r"block_size.*\(1, 32\).*Received: block_size=4"):
+        speech_bench.run_one(task, 16, 2, 0, 0.5, block_size=4, method="groups")
+
+
 def write_results(path, rows):
     with open(path, "w") as f:
         json.dump({"command": "compare.py (test)", "settings": SETTINGS,
