@@ -59,6 +59,14 @@ SECTIONS = [
     ("classify_ItalyPowerDemand_lr1e-2", "ItalyPowerDemand with Adam at 1e-2 (diagnosis: "
                                          "the pruned model learns too slowly at 1e-3)"),
     ("classify_BasicMotions_lr1e-2", "BasicMotions with Adam at 1e-2 (the same diagnosis)"),
+    ("classify_ArrowHead_150", "After the choice, a problem no default was chosen on: "
+                               "ArrowHead (one input feature) at 98%, 300 steps"),
+    ("classify_PickupGestureWiimoteZ_100", "After the choice: PickupGestureWiimoteZ (one "
+                                           "input feature) at 98%, 300 steps"),
+    ("classify_OSULeaf_40", "After the choice: OSULeaf (one input feature) at 98%, 400 steps"),
+    ("classify_ArrowHead_450", "ArrowHead at 98% with three times the steps (900)"),
+    ("classify_PickupGestureWiimoteZ_300", "PickupGestureWiimoteZ at 98% with three times "
+                                           "the steps (900)"),
     ("sensitivity", "Sensitivity of the ramped threshold to its hyperparameters (speech task)"),
     ("lm", "Beyond speech: Penn Treebank word-level language model (perplexity)"),
     ("lm_seeds", "Penn Treebank over three seeds: the default, one-shot, L1 and the dense "
