@@ -217,6 +217,36 @@ def test_sensitivity_paper_setting_is_the_comparison_ramped_row(steps):
     assert [getattr(ours, f) for f in fields] == [getattr(theirs, f) for f in fields]
 
 
+@pytest.mark.parametrize("steps", [38, 40])
+def test_sensitivity_around_the_default_changes_one_argument_of_for_training(steps):
+    import tf_gradual_prune as tgp
+
+    grid = sensitivity.settings_grid(frequency=20, around="default")
+    assert grid[0][0] == "default's setting" and grid[0][3] == sensitivity.DEFAULT
+    total = 10 * steps
+    # The base is for_training itself: the same schedule, no argument changed.
+    assert sensitivity.default_options(sensitivity.DEFAULT, total) == {}
+    default = tgp.RampedThresholdSchedule.for_training(10, steps, target_sparsity=0.9)
+    config = default.get_config()
+    changed = {}
+    for name, parameter, value, hyper in grid[1:]:
+        assert [k for k in hyper if hyper[k] != sensitivity.DEFAULT[k]] == [parameter], name
+        options = sensitivity.default_options(hyper, total)
+        changed[name] = options
+        schedule = common.pruning_schedule("default", 10, steps, 0.9, options=options)
+        assert schedule.get_config() == dict(config, **options)
+    # A moved begin or end keeps about 80 updates in the new window.
+    begin = int(round(0.2 * total))
+    assert dict(changed["begin 0.2"], frequency=None) == {"begin_step": begin, "frequency": None}
+    assert changed["begin 0.2"].get("frequency", default.frequency) == \
+        tgp.schedules.update_frequency(begin, default.end_step, 80)
+    assert changed["updates 20"] == {"frequency": (default.end_step - default.begin_step) // 20}
+    assert changed["updates 160"].get("frequency", default.frequency) == 1
+    assert changed["step_scale none"] == {"step_scale": None}
+    assert changed["allocation uniform"] == {"allocation": "uniform"}
+    assert changed["ramp_slope_ratio 2"] == {"ramp_slope_ratio": 2.0}
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--target", "1.5"], "--target must be in (0, 1). Received: --target 1.5"),
     (["--epochs", "4"], "--epochs must be >= 10"),
@@ -403,6 +433,27 @@ def test_trajectory_variants_and_default_share_one_schedule():
         calibration=late["calibration"]).get_config()
     assert (first["begin_step"], first["ramp_step"], first["end_step"]) == (80, 160, 280)
     assert first["end_step"] == default.end_step
+
+
+def test_trajectory_composes_the_strings_of_its_data_seed(monkeypatch):
+    from benchmarks import trajectory
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def task(*args, **kwargs):
+        seen.append(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(speech_bench, "SpeechTask", task)
+    for argv, seed in ((["--data-seed", "7"], 7), ([], 0)):
+        with pytest.raises(Stop):
+            trajectory.main(argv + ["--held-out", "lucas", "--variants", "default"])
+        assert seen.pop() == {"data_seed": seed, "split": "validation", "held_out": "lucas"}
+    assert "data_seed" in trajectory.SAME_RUN
+    assert dict(trajectory.VARIANTS)["default"] == {"method": "default"}  # for_training as is
 
 
 def test_compare_gives_prune_and_retrain_the_budget_when_asked(capsys, monkeypatch):
