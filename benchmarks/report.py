@@ -40,6 +40,9 @@ SECTIONS = [
                                 "scaling (before it became the default)"),
     ("trajectory_theo_steps", "A speaker no default was chosen on (theo), after the "
                               "choice: the default against dense, 90%"),
+    ("trajectory_lucas_check", "The default as it stands against dense twins on a speaker no "
+                               "benchmark had scored (lucas), digit strings of data seed 7, 90%"),
+    ("trajectory_nicolas_check", "The same on nicolas, data seed 11"),
     ("speech", "Speech: FSDD digit strings, held-out speaker (CTC, CER)"),
     ("speech_masked", "Speech on the masked recogniser with the library's default: "
                       "larger and sparse against smaller and dense"),
