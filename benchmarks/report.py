@@ -71,6 +71,8 @@ SECTIONS = [
     ("classify_PickupGestureWiimoteZ_300", "PickupGestureWiimoteZ at 98% with three times "
                                            "the steps (900)"),
     ("sensitivity", "Sensitivity of the ramped threshold to its hyperparameters (speech task)"),
+    ("sensitivity_default", "Sensitivity of the default to its hyperparameters (speech task, "
+                            "one at a time around for_training's setting)"),
     ("lm", "Beyond speech: Penn Treebank word-level language model (perplexity)"),
     ("lm_seeds", "Penn Treebank over three seeds: the default, one-shot, L1 and the dense "
                  "models, each seed against its own dense model"),
