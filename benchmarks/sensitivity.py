@@ -93,8 +93,7 @@ def settings_grid(frequency, quick=False, around="paper"):
     `quick`, one value per hyperparameter)."""
     def named(parameter, value):
         shown = update_steps(value, frequency) if parameter == "frequency" else value
-        return f"{parameter} {shown:g}" if not isinstance(shown, str) else \
-            f"{parameter} {shown}", shown
+        return f"{parameter} {shown if isinstance(shown, str) else format(shown, 'g')}", shown
 
     base, base_name, grid = AROUND[around]
     out = [(base_name, None, None, dict(base))]
@@ -122,7 +121,7 @@ def default_options(hyper, total):
 
 
 def run_setting(task, args, hyper, seed):
-    if "updates" in hyper:  # around the default
+    if args.around == "default":
         return speech_bench.run_one(
             task, args.units, args.epochs, seed, args.target, method="default", verbose=0,
             options=default_options(hyper, args.epochs * task.train_dataset(seed)[1]) or None)
@@ -134,13 +133,15 @@ def run_setting(task, args, hyper, seed):
 
 
 def table(rows, args, source, pending):
-    _, base_name, _ = AROUND[args.around]
-    paper = [r["cer"] for r in rows if r["name"] == base_name]
-    setting = ("the paper's setting (begin 10%, ramp 25%, end 50% of the budget, φ/θ 1.5, "
-               f"masks updated every {args.frequency} steps)" if args.around == "paper" else
-               "the library's default (`for_training`: begin 30%, ramp 45%, end 70% of the "
-               "budget, 80 mask updates, φ/θ 1.5, geometric calibration, lamp allocation, "
-               "fan-in step scaling)")
+    base_setting, base_name, _ = AROUND[args.around]
+    base_cers = [r["cer"] for r in rows if r["name"] == base_name]
+    timing = (f"begin {base_setting['begin']:.0%}, ramp {base_setting['ramp']:.0%}, end "
+              f"{base_setting['end']:.0%} of the budget, φ/θ {base_setting['ramp_slope_ratio']:g}")
+    setting = (f"the paper's setting ({timing}, masks updated every {args.frequency} steps)"
+               if args.around == "paper" else
+               f"the library's default (`for_training`: {timing}, {DEFAULT['updates']} mask "
+               f"updates, {schedules.DEFAULT_CALIBRATION} calibration, "
+               f"{DEFAULT['allocation']} allocation, {DEFAULT['step_scale']} step scaling)")
     lines = [
         f"Ramped threshold, one hyperparameter at a time around {setting}. FSDD digit "
         f"strings ({source}; held-out speaker), "
@@ -165,9 +166,9 @@ def table(rows, args, source, pending):
         lines.append(f"| {name} | {len(group)} | {' / '.join(f'{c:.3f}' for c in cers)} "
                      f"| {np.mean(cers):.4f} | {np.mean([r['sparsity'] for r in group]):.3f} "
                      f"| {versus} | {losses} |")
-    if paper:
-        lines += ["", f"{base_name.capitalize()}: CER {np.mean(paper):.4f} over {len(paper)} "
-                  "seed(s)."]
+    if base_cers:
+        lines += ["", f"{base_name.capitalize()}: CER {np.mean(base_cers):.4f} over "
+                  f"{len(base_cers)} seed(s)."]
     total = sum(r["train_seconds"] for r in rows) / 60
     lines += ["", f"Training time summed over the {len(rows)} runs: {total:.0f} min on "
               f"{os.cpu_count()} CPU cores."]
@@ -185,20 +186,20 @@ def plot(path, rows, args):
 
     base_setting, base_name, base_grid = AROUND[args.around]
     grid = settings_grid(args.frequency, around=args.around)
-    paper_rows = [r for r in rows if r["name"] == base_name]
+    base_rows = [r for r in rows if r["name"] == base_name]
     numeric = [p for p, values in base_grid.items() if not isinstance(values[0], str)]
     fig, axes = plt.subplots(1, len(numeric), figsize=(3.2 * len(numeric), 3.4), sharey=True)
     for ax, parameter in zip(axes, numeric):
-        paper_value = (base_setting[parameter] * args.frequency if parameter == "frequency"
-                       else base_setting[parameter])
-        points = [(paper_value, r) for r in paper_rows]
+        base_value = (base_setting[parameter] * args.frequency if parameter == "frequency"
+                      else base_setting[parameter])
+        points = [(base_value, r) for r in base_rows]
         points += [(value, r) for name, p, value, _ in grid if p == parameter
                    for r in rows if r["name"] == name]
         for seed in args.seeds:
             mine = sorted((v, r["cer"]) for v, r in points if r["seed"] == seed)
             if mine:
                 ax.plot(*zip(*mine), marker="o", alpha=0.6, label=f"seed {seed}")
-        ax.axvline(paper_value, ls="--", color="gray")
+        ax.axvline(base_value, ls="--", color="gray")
         ax.set(xlabel=LABELS[parameter])
     axes[0].set_ylabel("held-out speaker CER")
     axes[0].legend(fontsize=8)
